@@ -1,0 +1,1 @@
+"""The Woopra delivery job: options, config, graph construction, launcher and summary."""

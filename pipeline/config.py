@@ -1,0 +1,114 @@
+"""The integration config file (SPEC §4, "Field Mappings"): YAML or JSON, strictly validated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class IntegrationConfig:
+    """What a config file may set; None means "not set here" (flags and defaults decide)."""
+
+    project: str | None = None
+    timeout: int | None = None
+    app: str | None = None
+    consent_categories: tuple[str, ...] | None = None
+    consent_default: str | None = None
+    events: Mapping[str, str] = field(default_factory=dict)
+    unmapped_events: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    traits: Mapping[str, str] = field(default_factory=dict)
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"config key '{key}' must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"config key '{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def _string_map(key: str, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key '{key}' must be a mapping of name: name, got {type(value).__name__}")
+    result: dict[str, str] = {}
+    for name, target in value.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"config key '{key}' has an empty or non-string name: {name!r}")
+        result[name.strip()] = _string(f"{key}.{name}", target)
+    return result
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _categories(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",")]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"config key '{key}' must be a non-empty list of category names")
+    return tuple(_string(f"{key}[{i}]", item).lower() for i, item in enumerate(value))
+
+
+_PARSERS = {
+    "project": _string,
+    "timeout": _positive_int,
+    "app": _string,
+    "consent_categories": _categories,
+    "consent_default": lambda k, v: _choice(k, v, ("deny", "allow")),
+    "events": _string_map,
+    "unmapped_events": lambda k, v: _choice(k, v, ("send", "drop")),
+    "properties": _string_map,
+    "traits": _string_map,
+}
+
+
+def parse_config(document: Any) -> IntegrationConfig:
+    """Validate a decoded config document; ConfigError names the first bad key."""
+    if document is None:
+        return IntegrationConfig()
+    if not isinstance(document, dict):
+        raise ConfigError("config must be a mapping of keys to values at the top level")
+    values: dict[str, Any] = {}
+    for key, value in document.items():
+        parser = _PARSERS.get(key)
+        if parser is None:
+            raise ConfigError(f"unknown config key '{key}' (known: {', '.join(_PARSERS)})")
+        values[key] = parser(key, value)
+    return IntegrationConfig(**values)
+
+
+def load_config(path: str) -> IntegrationConfig:
+    """Read and validate a YAML or JSON config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        document = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {first_line}") from None
+    try:
+        return parse_config(document)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,43 @@
+"""Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipeline.options import JobSettings
+from transforms.consent_filter import ConsentFilter
+from transforms.deliver import DeliverToWoopra
+from transforms.dry_run import WriteDryRun
+from transforms.enrich_identity import EnrichIdentity
+from transforms.map_to_woopra import MapToWoopra
+from transforms.parse_events import ParseEvents
+from transforms.read_events import ReadEvents
+from transforms.write_dead_letters import WriteDeadLetters
+
+
+def read_source(job: JobSettings) -> beam.PTransform:
+    """The read transform for the job's source: the rest of the graph does not know which."""
+    if job.source_kind == "files":
+        return ReadEvents(job.source)
+    raise NotImplementedError(f"source {job.source_kind} is not implemented")
+
+
+def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
+    """Add the delivery graph for ``job`` to ``pipeline`` and return it (not run)."""
+    raw = pipeline | "Read" >> read_source(job)
+    parsed = raw | "Parse" >> ParseEvents()
+    consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
+    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days)
+    mapped = enriched | "MapToWoopra" >> MapToWoopra(job.woopra)
+    dead_letters = [parsed.dead_letters, mapped.dead_letters]
+    if job.dry_run:
+        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run)
+    else:
+        delivered = mapped.requests | "Deliver" >> DeliverToWoopra(job.delivery)
+        dead_letters.append(delivered.dead_letters)
+    _ = (
+        dead_letters
+        | "CollectDeadLetters" >> beam.Flatten()
+        | "DeadLetter" >> WriteDeadLetters(job.dead_letter)
+    )
+    return pipeline

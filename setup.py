@@ -1,0 +1,39 @@
+"""Packaging for the Woopra delivery pipeline.
+
+Also serves as Dataflow's ``--setup_file``: workers install the same packages the launcher runs.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="woopra-delivery-pipeline",
+    version="0.1.0",
+    description="Apache Beam pipeline that delivers server-side analytics events to Woopra.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
+                                    "woopra_standin", "woopra_standin.*"]),
+    install_requires=[
+        "apache-beam[gcp]>=2.60,<3",
+        "requests>=2.31",
+        "pyarrow>=14",
+        "PyYAML>=6",  # the mapping config and runner configs are YAML
+    ],
+    extras_require={
+        "test": [
+            "apache-beam[gcp,test]>=2.60,<3",
+            "pytest>=8",
+            "ruff>=0.5",
+            "mypy>=1.10",
+            "types-requests",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "woopra-pipeline=pipeline.launcher:main",
+            "woopra-standin=woopra_standin.__main__:main",
+        ],
+    },
+)

@@ -1,0 +1,52 @@
+"""Dead-letter records (SPEC §7): what failed, why, and everything needed to replay it (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+RESPONSE_BODY_LIMIT = 1024
+
+
+def utc_now_iso() -> str:
+    """The current time as an ISO-8601 UTC string with a ``Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One event the pipeline could not deliver, in the shape SPEC §7 fixes."""
+
+    reason: str  # invalid_json | invalid_event | too_large | rejected | retries_exhausted
+    error: str
+    event: Mapping[str, Any] | None
+    raw: str | None = None
+    status: int | None = None
+    response_body: str | None = None
+    attempts: int = 0
+    request: Mapping[str, Any] | None = None
+    attributes: Mapping[str, str] | None = None
+    failed_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written to the dead-letter output."""
+        record: dict[str, Any] = {
+            "reason": self.reason,
+            "error": self.error,
+            "status": self.status,
+            "response_body": (self.response_body or "")[:RESPONSE_BODY_LIMIT] or None,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at or utc_now_iso(),
+            "request": dict(self.request) if self.request is not None else None,
+            "event": self.event,
+            "raw": self.raw,
+        }
+        if self.attributes:
+            record["attributes"] = dict(self.attributes)
+        return record
+
+    def to_json(self) -> str:
+        """One JSON line."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)

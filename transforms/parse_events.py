@@ -1,0 +1,50 @@
+"""Parse: ``RawInput`` → timestamped ``Event``s, with malformed input sent to the dead letter."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.counters import counter
+from transforms.dead_letters import DeadLetter
+from transforms.events import Event, InvalidInput, RawInput, Unsupported, parse_input
+
+DEAD_LETTERS = "dead_letters"
+
+
+def invalid_dead_letter(invalid: InvalidInput) -> DeadLetter:
+    """The dead-letter record of an input that could not be parsed or validated."""
+    return DeadLetter(reason=invalid.reason, error=invalid.error, event=invalid.event,
+                      raw=invalid.raw, attributes=invalid.attributes)
+
+
+class _ParseFn(beam.DoFn):
+    def __init__(self) -> None:
+        self.read = counter("read")
+        self.invalid = counter("invalid")
+        self.unsupported = counter("unsupported")
+
+    def process(self, raw: RawInput) -> Iterator[object]:
+        self.read.inc()
+        result = parse_input(raw)
+        if isinstance(result, Event):
+            yield TimestampedValue(result, result.timestamp_ms / 1000.0)
+        elif isinstance(result, Unsupported):
+            self.unsupported.inc()
+        else:
+            self.invalid.inc()
+            yield pvalue.TaggedOutput(DEAD_LETTERS, invalid_dead_letter(result))
+
+
+class ParseEvents(beam.PTransform):
+    """Parse and validate each input; outputs ``events`` and ``dead_letters``.
+
+    Event time becomes the element timestamp. Calls Woopra has no equivalent for (group,
+    alias, screen) are counted ``unsupported`` and go no further.
+    """
+
+    def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return raw | "Parse" >> beam.ParDo(_ParseFn()).with_outputs(DEAD_LETTERS, main="events")

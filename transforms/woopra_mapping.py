@@ -1,0 +1,256 @@
+"""The Woopra mapping (SPEC §4): one enriched event → one HTTP Tracking API request (pure).
+
+Parameter order follows the seed's example: project, response, timeout, ce_app, event, cookie,
+ip, timestamp, cv_*, ce_*, then the page's ``referer``. Order does not matter to Woopra; a
+stable order makes dry-run files and tests easy to read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+from urllib.parse import urlencode, urlsplit
+
+from transforms.events import Event
+
+DEFAULT_ENDPOINT = "https://www.woopra.com/track"
+DEFAULT_TIMEOUT_MS = 1_800_000
+DEFAULT_APP = "datafly-signal"
+MAX_URL_BYTES = 8 * 1024
+# A cut value keeps at least this many characters: enough to recognise it in Woopra.
+MIN_CUT_LENGTH = 64
+
+# The seed's preset: Signal event → Woopra event.
+PRESET_EVENTS: Mapping[str, str] = {
+    "Signed Up": "signup",
+    "Logged In": "login",
+    "Products Searched": "search",
+    "Product Viewed": "product_viewed",
+    "Plan Viewed": "plan_viewed",
+    "Product Added": "add_to_cart",
+    "Checkout Started": "checkout_started",
+    "Order Completed": "purchase",
+    "Subscription Started": "subscription_started",
+    "Lead Generated": "lead",
+}
+PAGE_EVENT = "pv"
+PRESET_PROPERTY_RENAMES: Mapping[str, str] = {"revenue": "amount"}
+WOOPRA_PREFIXES = ("ce_", "cv_", "cs_")
+# Page fields that become the page-view parameters rather than plain ce_<key> properties.
+_PAGE_FIELDS = ("url", "path", "title", "referrer", "search")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@dataclass(frozen=True)
+class WoopraSettings:
+    """Everything the mapping needs besides the event: the integration's "Field Mappings"."""
+
+    project: str
+    endpoint: str = DEFAULT_ENDPOINT
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    app: str = DEFAULT_APP
+    events: Mapping[str, str] = field(default_factory=lambda: dict(PRESET_EVENTS))
+    unmapped_events: str = "send"  # send | drop
+    property_renames: Mapping[str, str] = field(default_factory=lambda: dict(PRESET_PROPERTY_RENAMES))
+    trait_renames: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WoopraRequest:
+    """One GET to Woopra's HTTP Tracking API, with the event it came from (for dead letters)."""
+
+    url: str  # without query: {endpoint}/ce/ or {endpoint}/identify/
+    params: tuple[tuple[str, str], ...]
+    user_agent: str | None
+    event: Mapping[str, Any]  # the original input event
+    attributes: Mapping[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers to send: the visitor's User-Agent, when known."""
+        return {"User-Agent": self.user_agent} if self.user_agent else {}
+
+    def full_url(self) -> str:
+        """The URL with its encoded query, as the HTTP library sends it."""
+        return f"{self.url}?{urlencode(self.params)}"
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON form used by dry-run files and dead letters."""
+        return {"method": "GET", "url": self.url, "params": dict(self.params), "headers": self.headers}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An event the mapping does not send; ``reason`` is its summary key."""
+
+    reason: str  # dropped_unmapped | too_large
+    error: str = ""
+
+
+def format_value(value: Any) -> str | None:
+    """A JSON value as a Woopra parameter value; None means "leave the parameter out"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        text = repr(value)
+        # repr switches to exponent notation for very large/small values; Woopra wants decimals.
+        return format(Decimal(text), "f") if "e" in text or "E" in text else text
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def prefixed(key: str, prefix: str, lowercase: bool = False) -> str:
+    """``prefix + key`` unless the key already carries one of Woopra's prefixes."""
+    name = key.lower() if lowercase else key
+    return name if name.lower().startswith(WOOPRA_PREFIXES) else prefix + name
+
+
+def woopra_event_name(event: Event, settings: WoopraSettings) -> str | None:
+    """The Woopra event name for a page/track call; None when an unmapped event is dropped."""
+    if event.type == "page":
+        return settings.events.get("page", PAGE_EVENT)
+    name = str(event.name).strip()
+    mapped = settings.events.get(name)
+    if mapped is not None:
+        return mapped
+    return name if settings.unmapped_events == "send" else None
+
+
+def clean_header_value(value: str) -> str:
+    """Remove CR/LF and other control characters so a value can be an HTTP header."""
+    return _CONTROL_CHARACTERS.sub(" ", value).strip()
+
+
+def _page_fields(original: Mapping[str, Any]) -> dict[str, Any]:
+    """Page fields from ``context.page`` overlaid by the call's ``properties``."""
+    fields: dict[str, Any] = {}
+    context = original.get("context")
+    if isinstance(context, dict) and isinstance(context.get("page"), dict):
+        fields.update({k: v for k, v in context["page"].items() if k in _PAGE_FIELDS})
+    properties = original.get("properties")
+    if isinstance(properties, dict):
+        fields.update({k: v for k, v in properties.items() if k in _PAGE_FIELDS and v is not None})
+    return fields
+
+
+def _add(params: dict[str, str], key: str, value: Any) -> None:
+    formatted = format_value(value)
+    if formatted is not None:
+        params[key] = formatted
+
+
+def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = None) -> WoopraRequest | Skipped:
+    """Map one enriched event to its Woopra request (or say why it is not sent)."""
+    original = event.original
+    is_identify = event.type == "identify"
+    event_name = None if is_identify else woopra_event_name(event, settings)
+    if not is_identify and event_name is None:
+        return Skipped("dropped_unmapped", f"unmapped event {event.name!r}")
+
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    base: dict[str, str] = {
+        "project": settings.project,
+        "response": "json",
+        "timeout": str(settings.timeout_ms),
+        "ce_app": settings.app,
+    }
+    if event_name is not None:
+        base["event"] = event_name
+    if event.cookie:
+        base["cookie"] = event.cookie
+    context = original.get("context") if isinstance(original.get("context"), dict) else {}
+    _add(base, "ip", context.get("ip"))
+    base["timestamp"] = str(min(event.timestamp_ms, now_ms))  # Woopra refuses future times
+
+    custom: dict[str, str] = {}
+    if event.user_id:
+        custom["cv_id"] = event.user_id
+    for key, value in event.traits.items():
+        name = settings.trait_renames.get(key, key)
+        _add(custom, prefixed(name, "cv_", lowercase=True), value)
+
+    referer = None
+    if not is_identify:
+        properties = original.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        if event.type == "page":
+            page = _page_fields(original)
+            url = page.get("url")
+            _add(custom, "ce_url", url)
+            _add(custom, "ce_title", page.get("title"))
+            _add(custom, "ce_uri", page.get("path"))
+            if isinstance(url, str) and url:
+                _add(custom, "ce_domain", urlsplit(url).hostname)
+            if page.get("search"):
+                _add(custom, "ce_search", page.get("search"))
+            _add(custom, "ce_name", original.get("name"))
+            referer = page.get("referrer") or None
+            properties = {k: v for k, v in properties.items() if k not in _PAGE_FIELDS}
+        for key, value in properties.items():
+            name = settings.property_renames.get(key, key)
+            _add(custom, prefixed(name, "ce_"), value)
+
+    # Prefixing keeps custom keys apart from top-level ones; setdefault makes that a guarantee.
+    params = dict(base)
+    for key, value in custom.items():
+        params.setdefault(key, value)
+    if referer is not None:
+        _add(params, "referer", referer)
+
+    path = "identify" if is_identify else "ce"
+    user_agent = context.get("userAgent")
+    request = WoopraRequest(
+        url=f"{settings.endpoint.rstrip('/')}/{path}/",
+        params=tuple(params.items()),
+        user_agent=clean_header_value(user_agent) if isinstance(user_agent, str) and user_agent else None,
+        event=original,
+        attributes=event.attributes,
+    )
+    return fit_url(request)
+
+
+def _encoded_length(key: str, value: str) -> int:
+    return len(urlencode({key: value}))
+
+
+def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest | Skipped:
+    """Keep the request URL within ``limit`` bytes by cutting the longest custom values.
+
+    Rule: while the URL is too long, the ce_*/cv_* value with the longest encoded form is cut
+    to what fits (never below MIN_CUT_LENGTH characters; cv_id and cv_email are never cut, as
+    they identify the visitor). If that is not enough the event is ``too_large``.
+    """
+    excess = len(request.full_url()) - limit
+    if excess <= 0:
+        return request
+    params = dict(request.params)
+    while excess > 0:
+        cuttable = [
+            (k, v) for k, v in params.items()
+            if k.startswith(("ce_", "cv_")) and k not in ("cv_id", "cv_email", "ce_app")
+            and len(v) > MIN_CUT_LENGTH
+        ]
+        if not cuttable:
+            return Skipped("too_large", f"request URL is {excess + limit} bytes, over {limit}")
+        key, value = max(cuttable, key=lambda kv: _encoded_length(*kv))
+        # Encoded length per character varies (UTF-8, %-escapes): cut by the average ratio.
+        ratio = _encoded_length(key, value) / max(len(value), 1)
+        keep = max(MIN_CUT_LENGTH, len(value) - math.ceil(excess / ratio) - 1)
+        params[key] = value[:keep]
+        excess = len(request.url) + 1 + len(urlencode(params)) - limit
+    return WoopraRequest(request.url, tuple(params.items()), request.user_agent, request.event,
+                         request.attributes)

@@ -1,0 +1,88 @@
+"""CLI: ``python -m woopra_standin --port 0`` serves until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from woopra_standin.server import Rule, StandIn, parse_rules_payload
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m woopra_standin",
+        description="Serve a local stand-in for Woopra's HTTP Tracking API.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to bind; 0 picks a free one"
+    )
+    parser.add_argument(
+        "--rules", help='JSON file {"rules": [...], "delay_ms": N} of fault rules'
+    )
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=None,
+        help="delay before every tracking response (overrides the rules file)",
+    )
+    parser.add_argument(
+        "--record", help="append every tracking request to this JSON-lines file"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="do not log each request to stderr"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stand-in until SIGINT or SIGTERM; returns the process exit code."""
+    args = _parse_args(argv)
+    rules: list[Rule] = []
+    file_delay_ms: float | None = None
+    if args.rules:
+        with open(args.rules, encoding="utf-8") as handle:
+            rules, file_delay_ms = parse_rules_payload(json.load(handle))
+    delay_ms = args.delay_ms if args.delay_ms is not None else (file_delay_ms or 0.0)
+
+    # Per-request logs go to stderr so stdout carries only the machine-read URL line.
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        stream=sys.stderr,
+    )
+
+    # Install handlers before binding so an early SIGTERM still shuts down cleanly.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    standin = StandIn(
+        args.host, args.port, rules=rules, delay_ms=delay_ms, record_path=args.record
+    )
+    try:
+        standin.start()
+    except OSError as exc:
+        print(
+            f"woopra stand-in could not bind {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        print(f"woopra stand-in listening on {standin.url}", flush=True)
+        # Short waits keep the main thread responsive to signals on every platform.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
