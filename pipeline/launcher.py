@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -32,7 +32,8 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
     flags, dry_run = take_dry_run(with_default_runner(expand_runner_config(argv)))
     unknown = unknown_flags(flags)
     if unknown:
-        raise OptionsError(f"unknown option {unknown[0]}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise OptionsError(f"unknown option {unknown[0]}{more}")
     options = PipelineOptions(flags)
     return options, resolve_settings(options, dry_run)
 

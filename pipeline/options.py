@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml

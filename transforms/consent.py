@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 ALWAYS_GRANTED = frozenset({"essential"})
 _GRANTED_WORDS = frozenset({"true", "granted", "yes", "allow", "allowed", "1", "opt_in", "opt-in"})

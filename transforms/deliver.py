@@ -9,9 +9,10 @@ its events twice, so every outcome, good or bad, becomes an output.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue

@@ -15,7 +15,7 @@ so a job that runs for months keeps bounded state.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder

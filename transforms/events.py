@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 DELIVERED_TYPES = frozenset({"page", "track", "identify"})
 UNSUPPORTED_TYPES = frozenset({"group", "alias", "screen"})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
-import time
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 

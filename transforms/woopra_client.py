@@ -9,9 +9,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import requests
 from requests.adapters import HTTPAdapter

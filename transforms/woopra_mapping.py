@@ -11,9 +11,10 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from transforms.events import Event
