@@ -12,6 +12,7 @@ from transforms.enrich_identity import EnrichIdentity
 from transforms.map_to_woopra import MapToWoopra
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
+from transforms.read_pubsub import ReadPubSubEvents
 from transforms.write_dead_letters import WriteDeadLetters
 
 
@@ -19,7 +20,12 @@ def read_source(job: JobSettings) -> beam.PTransform:
     """The read transform for the job's source: the rest of the graph does not know which."""
     if job.source_kind == "files":
         return ReadEvents(job.source)
-    raise NotImplementedError(f"source {job.source_kind} is not implemented")
+    return ReadPubSubEvents(
+        subscription=job.source if job.source_kind == "subscription" else None,
+        topic=job.source if job.source_kind == "topic" else None,
+        timestamp_attribute=job.timestamp_attribute,
+        id_label=job.id_label,
+    )
 
 
 def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
@@ -31,13 +37,13 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     mapped = enriched | "MapToWoopra" >> MapToWoopra(job.woopra)
     dead_letters = [parsed.dead_letters, mapped.dead_letters]
     if job.dry_run:
-        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run)
+        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds)
     else:
         delivered = mapped.requests | "Deliver" >> DeliverToWoopra(job.delivery)
         dead_letters.append(delivered.dead_letters)
     _ = (
         dead_letters
         | "CollectDeadLetters" >> beam.Flatten()
-        | "DeadLetter" >> WriteDeadLetters(job.dead_letter)
+        | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds)
     )
     return pipeline

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 
+from pipeline import progress
 from pipeline.config import ConfigError
 from pipeline.graph import build_pipeline
 from pipeline.options import (
@@ -23,6 +27,7 @@ from pipeline.options import (
     with_default_runner,
 )
 from pipeline.summary import build_summary, counters_from_result, format_summary, write_summary
+from transforms.counters import process_tally
 
 log = logging.getLogger("pipeline")
 
@@ -51,9 +56,7 @@ def run(argv: Sequence[str]) -> int:
     pipeline = build_pipeline(beam.Pipeline(options=options), job)
     result = pipeline.run()
     if job.streaming:
-        log.info("streaming job started; it runs until cancelled")
-        result.wait_until_finish()
-        return 0
+        return follow_streaming_job(result, options, job, started)
     result.wait_until_finish()
     summary = build_summary(counters_from_result(result), bool(job.dry_run), time.monotonic() - started)
     print(format_summary(summary))
@@ -65,9 +68,34 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, started: float) -> int:  # type: ignore[no-untyped-def]
+    """Log progress until the job ends; SIGINT/SIGTERM cancel it and print the counts so far.
+
+    On Dataflow the launcher returns at once (a Flex Template launcher must not block): the
+    counters are in the job's console.
+    """
+    if "Dataflow" in str(options.view_as(StandardOptions).runner):
+        print(f"streaming job submitted: {getattr(result, 'job_id', lambda: '?')()}")
+        return 0
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("streaming job started; it runs until cancelled (Ctrl-C)")
+    # Local runners run the DoFns in this process: read its tally (see transforms/counters.py).
+    counts = progress.watch(result, job.progress_interval_seconds, stop, process_tally)
+    if not PipelineState.is_terminal(result.state):
+        result.cancel()
+    summary = build_summary(counts, bool(job.dry_run), time.monotonic() - started)
+    print(format_summary(summary))
+    if job.summary:
+        write_summary(summary, job.summary)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)  # our own progress lines; Beam's stay at WARNING
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 

@@ -69,6 +69,12 @@ class WoopraOptions(PipelineOptions):
         add("--summary", help="Also write the end-of-run summary as JSON to this file.")
         add("--runner_config", help="YAML file of option defaults (see runner_configs/); flags win.")
         add("--rate_limiter_address", help="host:port of an Envoy rate limit service for a global limit.")
+        add("--timestamp_attribute", help="Pub/Sub attribute holding the event time (Beam's source).")
+        add("--id_label", help="Pub/Sub attribute with a unique id to deduplicate on (Dataflow only).")
+        add("--dead_letter_window_seconds", default="60",
+            help="Streaming: one dead-letter (and dry-run) file per window of this many seconds.")
+        add("--progress_interval_seconds", default="60",
+            help="Streaming: log a one-line progress report this often (local runners).")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ class JobSettings:
     dead_letter: str
     dry_run: str | None
     summary: str | None
+    timestamp_attribute: str | None = None
+    id_label: str | None = None
+    file_window_seconds: float | None = None  # streaming file outputs are windowed
+    progress_interval_seconds: float = 60.0
 
 
 def _flag_name(key: str) -> str:
@@ -231,11 +241,23 @@ def _source(options: WoopraOptions) -> tuple[str, str]:
             "give exactly one of --input, --input_subscription, --input_topic"
             + (f" (got {len(given)})" if given else ""))
     kind, value = given[0]
-    if kind == "subscription" and not _is_resource(value, "subscriptions"):
-        raise OptionsError(f"--input_subscription must be projects/P/subscriptions/S, got {value!r}")
-    if kind == "topic" and not _is_resource(value, "topics"):
-        raise OptionsError(f"--input_topic must be projects/P/topics/T, got {value!r}")
+    if kind == "subscription":
+        _check_pubsub_path("--input_subscription", value, "subscriptions")
+    if kind == "topic":
+        _check_pubsub_path("--input_topic", value, "topics")
     return kind, value
+
+
+def _check_pubsub_path(option: str, path: str, collection: str) -> None:
+    """Check a Pub/Sub resource path the way Beam's Pub/Sub IO will, but as one line."""
+    from apache_beam.io.gcp.pubsub import parse_subscription, parse_topic
+
+    if not _is_resource(path, collection):
+        raise OptionsError(f"{option} must be projects/P/{collection}/NAME, got {path!r}")
+    try:
+        (parse_topic if collection == "topics" else parse_subscription)(path)
+    except ValueError as exc:
+        raise OptionsError(f"{option}: {exc}") from None
 
 
 def _is_resource(path: str, collection: str) -> bool:
@@ -300,7 +322,16 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
                            "the only limiter; leave it out")
     dead_letter = opts.dead_letter or "dead_letter/"
     if dead_letter.startswith("projects/"):
-        raise OptionsError("--dead_letter to a Pub/Sub topic is not supported yet: give a path prefix")
+        _check_pubsub_path("--dead_letter", dead_letter, "topics")
+    if dead_letter.startswith("projects/") and not streaming:
+        raise OptionsError("--dead_letter to a Pub/Sub topic needs --streaming (batch writes files)")
+    if (opts.timestamp_attribute or opts.id_label) and source_kind == "files":
+        raise OptionsError("--timestamp_attribute and --id_label apply to Pub/Sub sources only")
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if opts.id_label and "Dataflow" not in runner:
+        raise OptionsError(f"--id_label needs --runner=DataflowRunner: {runner or 'this runner'} cannot "
+                           "deduplicate Pub/Sub reads (Beam's DirectRunner rejects id_label)")
+    window_seconds = _number("dead_letter_window_seconds", opts.dead_letter_window_seconds, float, 1, 86_400)
     return JobSettings(
         source_kind=source_kind,
         source=source,
@@ -312,6 +343,11 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
         dead_letter=dead_letter,
         dry_run=dry_run,
         summary=opts.summary or None,
+        timestamp_attribute=opts.timestamp_attribute or None,
+        id_label=opts.id_label or None,
+        file_window_seconds=window_seconds if streaming else None,
+        progress_interval_seconds=_number("progress_interval_seconds", opts.progress_interval_seconds,
+                                          float, 1, 86_400),
     )
 
 

@@ -53,3 +53,31 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+EMULATOR_SCRIPT = ROOT / "scripts" / "pubsub_emulator.sh"
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator():
+    """``host:port`` of a running Pub/Sub emulator: the one in PUBSUB_EMULATOR_HOST, or one
+    this session starts (and stops) with scripts/pubsub_emulator.sh."""
+    import subprocess
+
+    existing = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if existing:
+        yield existing
+        return
+    port = os.environ.get("PUBSUB_PORT", "8085")
+    env = dict(os.environ, PUBSUB_PORT=port)
+    started = subprocess.run(["bash", str(EMULATOR_SCRIPT), "start"], env=env, capture_output=True,
+                             text=True, timeout=240)
+    if started.returncode != 0:
+        raise RuntimeError(f"could not start the Pub/Sub emulator:\n{started.stdout}\n{started.stderr}")
+    host = f"127.0.0.1:{port}"
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        yield host
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        subprocess.run(["bash", str(EMULATOR_SCRIPT), "stop"], env=env, capture_output=True, timeout=60)

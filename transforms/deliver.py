@@ -26,8 +26,10 @@ from transforms.woopra_client import DeliveryOutcome, WoopraSender
 from transforms.woopra_mapping import WoopraRequest
 
 DEAD_LETTERS = "dead_letters"
-# One token bucket per worker process, shared by every DoFn instance and thread in it.
-_PROCESS_RATE_LIMITERS = Shared()
+# One sender per worker process, shared by every DoFn instance and thread in it: one token
+# bucket holds the rate for the whole process, and keep-alive connections outlive bundles
+# (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
+_PROCESS_SENDERS = Shared()
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,11 @@ class _DeliverFn(beam.DoFn):
             "delivered_200", "delivered_202", "rejected", "retries_exhausted", "retried_requests")}
 
     def setup(self) -> None:
-        rate = self.settings.rate_limit
-        self.limiter = _PROCESS_RATE_LIMITERS.acquire(lambda: TokenBucket(rate), tag=f"woopra-rate-{rate}")
-        self.sender = WoopraSender(self.settings.retry, self.settings.request_timeout,
-                                   self.settings.max_in_flight, self.limiter)
+        settings = self.settings
+        self.sender = _PROCESS_SENDERS.acquire(
+            lambda: WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight,
+                                 TokenBucket(settings.rate_limit)),
+            tag=repr(settings))
 
     def start_bundle(self) -> None:
         self.in_flight: collections.deque[tuple[Future[DeliveryOutcome], Any, Any]] = collections.deque()
@@ -77,11 +80,6 @@ class _DeliverFn(beam.DoFn):
         if outcome.delivered:
             return WindowedValue(outcome, timestamp, (window,))
         return pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
-
-    def teardown(self) -> None:
-        sender = getattr(self, "sender", None)
-        if sender is not None:
-            sender.close()
 
 
 class DeliverToWoopra(beam.PTransform):

@@ -8,13 +8,18 @@ the watermark follows the source, so an event is held only until the source says
 passed; a call that arrives after its visitor's later events were already released still
 updates the remembered traits (newest by event time wins) but cannot change what was sent.
 
-Remembered identity is forgotten after ``ttl_days`` of event time without activity: the pure
-rule in ``VisitorIdentity`` makes batch and stream agree, and an expiry timer clears the state
-so a job that runs for months keeps bounded state.
+Remembered identity is forgotten after ``ttl_days`` without activity, in two ways:
+- between two of a visitor's events more than ``ttl_days`` of event time apart (applied in
+  ``release``), so a backfill and a stream of the same events agree;
+- in streaming, by an expiry timer ``ttl_days`` after the visitor was last seen (by event time,
+  or by the clock when the events are older than that: a stream replaying old events still
+  keeps a visitor for ``ttl_days`` after its last activity). It clears the state, so a job that
+  runs for months keeps bounded state.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -76,24 +81,18 @@ class _EnrichIdentityFn(beam.DoFn):
                 identity = VisitorIdentity()  # inactive longer than the TTL: a fresh start
             yield TimestampedValue(enrich(event, identity), event.timestamp_ms / 1000.0)
         identity_state.write(identity)
-        expire.set(Timestamp(micros=(identity.last_seen_ms + self.ttl_ms) * 1000))
+        # Each release moves the expiry: when it fires, the visitor has been idle that long.
+        last_active_ms = max(identity.last_seen_ms, int(time.time() * 1000))
+        expire.set(Timestamp(micros=(last_active_ms + self.ttl_ms) * 1000))
 
     @on_timer(EXPIRE)
     def forget(
         self,
-        fired_at=beam.DoFn.TimestampParam,
         pending=beam.DoFn.StateParam(PENDING),
         identity_state=beam.DoFn.StateParam(IDENTITY),
-        expire=beam.DoFn.TimerParam(EXPIRE),
     ) -> None:
-        identity = identity_state.read()
-        if identity is None:
-            return
         if any(True for _ in pending.read()):
-            return  # events are waiting: the flush timer will re-arm expiry after them
-        if identity.last_seen_ms + self.ttl_ms > fired_at.micros // 1000:
-            expire.set(Timestamp(micros=(identity.last_seen_ms + self.ttl_ms) * 1000))
-            return
+            return  # events are waiting: their release re-arms the expiry
         identity_state.clear()
 
 

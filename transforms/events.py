@@ -25,6 +25,7 @@ class RawInput:
     payload: str | bytes | dict[str, Any]
     source: str = ""
     attributes: Mapping[str, str] | None = None  # Pub/Sub message attributes, kept for dead letters
+    fallback_time_ms: int | None = None  # event time when the event has none (Pub/Sub publish time)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,12 @@ def _decode(payload: str | bytes) -> Any:
 
 
 def parse_input(raw: RawInput, now_ms: int | None = None) -> ParseResult:
-    """Turn one raw input into an ``Event``, an ``InvalidInput`` or an ``Unsupported`` call."""
+    """Turn one raw input into an ``Event``, an ``InvalidInput`` or an ``Unsupported`` call.
+
+    An event without ``timestamp`` takes ``raw.fallback_time_ms``, else ``now_ms``, else now.
+    """
+    if raw.fallback_time_ms is not None:
+        now_ms = raw.fallback_time_ms
     payload = raw.payload
     attributes = raw.attributes
     if isinstance(payload, dict):
@@ -152,7 +158,7 @@ def parse_input(raw: RawInput, now_ms: int | None = None) -> ParseResult:
         if isinstance(obj.get("event"), dict):
             obj = obj["event"]
         elif isinstance(obj.get("raw"), str):
-            return parse_input(RawInput(obj["raw"], raw.source, attributes), now_ms)
+            return parse_input(RawInput(obj["raw"], raw.source, attributes, raw.fallback_time_ms), now_ms)
     if not isinstance(obj, dict):
         return InvalidInput("invalid_event", "event must be a JSON object", None,
                             payload if isinstance(payload, str) else None, attributes)

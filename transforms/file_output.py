@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import time
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.transforms import window
 
 
 def file_prefix(path: str, default_name: str) -> str:
@@ -21,20 +25,39 @@ def to_json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _stamp_now(element: Any) -> window.TimestampedValue:
+    # Windows of failure time, not event time: a backfill's old events are not late data.
+    return window.TimestampedValue(element, time.time())
+
+
 class WriteJsonLines(beam.PTransform):
-    """Write JSON-serialisable dicts as ``<prefix>-SSSSS-of-NNNNN.jsonl`` files.
+    """Write JSON-serialisable dicts as JSON-lines files under a path prefix.
+
+    Batch: ``<prefix>-SSSSS-of-NNNNN.jsonl``. Streaming (``window_seconds`` given): one file per
+    window of processing time, ``<prefix>-<window start>-<window end>-...jsonl``, written when
+    the window closes.
 
     These files carry emails, IPs and cookies (they must, to be replayable): the launcher sets
     the process umask so they are created readable by their owner only (SPEC §9).
     """
 
-    def __init__(self, path: str, default_name: str) -> None:
+    def __init__(self, path: str, default_name: str, window_seconds: float | None = None) -> None:
         super().__init__()
         self.prefix = file_prefix(path, default_name)
+        self.window_seconds = window_seconds
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
+        lines = records | "ToJson" >> beam.Map(to_json_line)
+        if self.window_seconds is None:
+            return lines | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+        directory, name = posixpath.split(self.prefix)
         return (
-            records
-            | "ToJson" >> beam.Map(to_json_line)
-            | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+            lines
+            | "StampFailureTime" >> beam.Map(_stamp_now)
+            | "Window" >> beam.WindowInto(window.FixedWindows(self.window_seconds))
+            | "WriteWindowedFiles" >> fileio.WriteToFiles(
+                path=directory or ".",
+                file_naming=fileio.default_file_naming(prefix=name, suffix=".jsonl"),
+                shards=1,
+            )
         )
