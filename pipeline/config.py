@@ -78,7 +78,8 @@ _PARSERS = {
     "events": _string_map,
     "unmapped_events": lambda k, v: _choice(k, v, ("send", "drop")),
     "properties": _string_map,
-    "traits": _string_map,
+    # Trait names are compared lower-cased, as Woopra's cv_ names are.
+    "traits": lambda k, v: {name.lower(): target for name, target in _string_map(k, v).items()},
 }
 
 

@@ -204,10 +204,6 @@ def test_fallback_cookie_stable_across_calls_of_one_visitor():
     assert first.cookie == second.cookie == fallback_cookie(ANON)
 
 
-@pytest.mark.xfail(reason="BUG: identity._has_identifier only looks at the lower-case trait key 'email'; a trait "
-                          "'Email' is still sent as cv_email (SPEC §4 lowercases trait keys) yet the call also "
-                          "gets a fallback cookie, which SPEC §3 reserves for calls with neither cookie, email "
-                          "nor id", strict=True)
 def test_no_fallback_cookie_when_email_trait_key_is_capitalised():
     call = enrich(make("identify", ts(1), traits={"Email": "jane@example.com"}), VisitorIdentity())
     request = build_request(call, WoopraSettings(project="p"), now_ms=NOW_MS)

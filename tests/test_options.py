@@ -95,8 +95,8 @@ def test_gcp_project_flag_is_not_the_woopra_project():
     "argv",
     [
         ["--woopra_project", "p"],
-        ["--woopra_project", "p", "--input", "a.jsonl", "--input_subscription", "projects/my-project/subscriptions/woopra-events",
-         "--streaming"],
+        ["--woopra_project", "p", "--input", "a.jsonl",
+         "--input_subscription", "projects/my-project/subscriptions/woopra-events", "--streaming"],
         ["--woopra_project", "p", "--input", "a.jsonl", "--input_topic", "projects/my-project/topics/woopra-events"],
         ["--woopra_project", "p", "--input_subscription", "projects/my-project/subscriptions/woopra-events",
          "--input_topic", "projects/my-project/topics/woopra-events", "--streaming"],

@@ -341,8 +341,6 @@ def test_already_prefixed_property_cannot_replace_ce_app():
     assert params["ce_app"] == "datafly-signal"
 
 
-@pytest.mark.xfail(reason="BUG: woopra_mapping.build_request lets a trait named 'id' (or 'cv_id') overwrite "
-                          "cv_id; SPEC §3 says cv_id = userId when known", strict=True)
 def test_trait_named_id_does_not_replace_cv_id_from_user_id():
     obj = dict(SEED_IDENTIFY, traits={"id": "crm-9", "email": "jane.doe@example.com"})
     assert params_of(obj)["cv_id"] == "user-123"
@@ -595,10 +593,6 @@ def test_page_property_named_referer_cannot_replace_top_level_referer():
     assert params["ce_referer"] == "EVIL"
 
 
-@pytest.mark.xfail(reason="BUG: identity stores traits under their original key and build_request lowercases them "
-                          "afterwards, so 'Name' (newer, t=30) and 'name' (older, t=10, applied later) both map to "
-                          "cv_name and the one applied last wins; SPEC §3/§4: traits → cv_<lowercased key>, newest "
-                          "value winning by event time", strict=True)
 def test_newest_trait_wins_even_when_key_case_differs_between_calls():
     identity = VisitorIdentity()
     request_of(dict(SEED_IDENTIFY, timestamp="2026-03-02T09:00:30Z", traits={"Name": "New"}), identity=identity)

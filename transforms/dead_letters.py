@@ -16,6 +16,14 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def cut_utf8(text: str, limit_bytes: int) -> str:
+    """``text`` cut to at most ``limit_bytes`` of UTF-8, never inside a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit_bytes:
+        return text
+    return encoded[:limit_bytes].decode("utf-8", "ignore")
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """One event the pipeline could not deliver, in the shape SPEC §7 fixes."""
@@ -37,7 +45,7 @@ class DeadLetter:
             "reason": self.reason,
             "error": self.error,
             "status": self.status,
-            "response_body": (self.response_body or "")[:RESPONSE_BODY_LIMIT] or None,
+            "response_body": cut_utf8(self.response_body or "", RESPONSE_BODY_LIMIT) or None,
             "attempts": self.attempts,
             "failed_at": self.failed_at or utc_now_iso(),
             "request": dict(self.request) if self.request is not None else None,

@@ -29,6 +29,7 @@ class VisitorIdentity:
         """Fold what ``event`` says about its visitor into this identity."""
         at = event.timestamp_ms
         for key, value in event.own_traits.items():
+            key = key.lower()  # Woopra's cv_ names are lower-case: "Name" and "name" are one trait
             known = self.traits.get(key)
             if known is None or known[0] <= at:
                 self.traits[key] = (at, value)
@@ -64,7 +65,7 @@ def enrich(event: Event, identity: VisitorIdentity) -> Event:
     identity.remember(event)
     traits = identity.current_traits()
     # The call's own values win for this call even if an out-of-order call stored newer ones.
-    traits.update(event.own_traits)
+    traits.update((key.lower(), value) for key, value in event.own_traits.items())
     user_id = event.user_id or (identity.user_id[1] if identity.user_id else None)
     cookie = event.own_cookie or (identity.cookie[1] if identity.cookie else None)
     if cookie is None and not _has_identifier(traits, user_id):

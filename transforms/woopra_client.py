@@ -53,6 +53,13 @@ class DeliveryOutcome:
         )
 
 
+# Failures of the connection rather than of the request: worth another attempt.
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,  # connection broken while reading the response
+    requests.exceptions.ContentDecodingError,
+)
 FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
 
 
@@ -129,7 +136,7 @@ class WoopraSender:
                     return DeliveryOutcome(request, "rejected", status, attempts, error, body,
                                            self._clock() - started)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except TRANSIENT_ERRORS as exc:
                 status, body = None, None
                 error = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # noqa: BLE001 - a bug or bad request must not fail the bundle

@@ -173,7 +173,8 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
         base["event"] = event_name
     if event.cookie:
         base["cookie"] = event.cookie
-    context = original.get("context") if isinstance(original.get("context"), dict) else {}
+    raw_context = original.get("context")
+    context: Mapping[str, Any] = raw_context if isinstance(raw_context, dict) else {}
     _add(base, "ip", context.get("ip"))
     base["timestamp"] = str(min(event.timestamp_ms, now_ms))  # Woopra refuses future times
 
@@ -181,8 +182,10 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
     if event.user_id:
         custom["cv_id"] = event.user_id
     for key, value in event.traits.items():
-        name = settings.trait_renames.get(key, key)
-        _add(custom, prefixed(name, "cv_", lowercase=True), value)
+        name = prefixed(settings.trait_renames.get(key.lower(), key), "cv_", lowercase=True)
+        if name == "cv_id" and event.user_id:
+            continue  # cv_id is the userId when there is one (SPEC §3), not an "id" trait
+        _add(custom, name, value)
 
     referer = None
     if not is_identify:
