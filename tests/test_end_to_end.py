@@ -170,7 +170,7 @@ def test_dead_letters_replay_as_input(tmp_path, standin):
      "--woopra_endpoint must use https://"),
     (["--input", "x.jsonl", "--woopra_project", "p", "--max_in_flght", "3"], "unknown option --max_in_flght"),
     (["--input", "x.jsonl", "--config", "no/such/file.yaml"], "cannot read config file"),
-    (["--input_subscription", "projects/p/subscriptions/s", "--woopra_project", "p"], "needs --streaming"),
+    (["--input_subscription", "projects/my-project/subscriptions/s", "--woopra_project", "p"], "needs --streaming"),
 ])
 def test_bad_options_fail_fast_with_one_line(args, message):
     done = run_pipeline(*args, timeout=60)
