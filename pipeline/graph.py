@@ -5,11 +5,13 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipeline.options import JobSettings
+from pipeline.report import counts_prefix
 from transforms.consent_filter import ConsentFilter
 from transforms.deliver import DeliverToWoopra
 from transforms.dry_run import WriteDryRun
 from transforms.enrich_identity import EnrichIdentity
 from transforms.map_to_woopra import MapToWoopra
+from transforms.minute_counts import CountPerMinute
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
 from transforms.read_pubsub import ReadPubSubEvents
@@ -31,19 +33,21 @@ def read_source(job: JobSettings) -> beam.PTransform:
 def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     """Add the delivery graph for ``job`` to ``pipeline`` and return it (not run)."""
     raw = pipeline | "Read" >> read_source(job)
-    parsed = raw | "Parse" >> ParseEvents()
+    parsed = raw | "Parse" >> ParseEvents(job.replay_reasons)
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
-    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days)
+    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming)
     mapped = enriched | "MapToWoopra" >> MapToWoopra(job.woopra)
     dead_letters = [parsed.dead_letters, mapped.dead_letters]
+    sent = mapped.requests
     if job.dry_run:
         _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds)
     else:
         delivered = mapped.requests | "Deliver" >> DeliverToWoopra(job.delivery)
         dead_letters.append(delivered.dead_letters)
-    _ = (
-        dead_letters
-        | "CollectDeadLetters" >> beam.Flatten()
-        | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds)
-    )
+        sent = delivered.delivered
+    all_dead_letters = dead_letters | "CollectDeadLetters" >> beam.Flatten()
+    _ = all_dead_letters | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds)
+    if job.report:
+        # Side branch for the HTML run report: counts per minute of event time (pipeline/report.py).
+        _ = (sent, all_dead_letters) | "ReportCounts" >> CountPerMinute(counts_prefix(job.report))
     return pipeline

@@ -26,6 +26,7 @@ from pipeline.options import (
     unknown_flags,
     with_default_runner,
 )
+from pipeline.report import clear_counts, write_run_report
 from pipeline.summary import build_summary, counters_from_result, format_summary, write_summary
 from transforms.counters import process_tally
 
@@ -53,6 +54,8 @@ def run(argv: Sequence[str]) -> int:
     # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (SPEC §9).
     os.umask(0o077)
     started = time.monotonic()
+    if job.report:
+        clear_counts(job.report)  # a previous run's report counts must not add to this one's
     pipeline = build_pipeline(beam.Pipeline(options=options), job)
     result = pipeline.run()
     if job.streaming:
@@ -62,6 +65,9 @@ def run(argv: Sequence[str]) -> int:
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)
+    if job.report:
+        write_run_report(job, summary)
+        print(f"report: {job.report}")
     if not summary["balanced"]:
         print("error: the summary does not add up; please report this as a bug", file=sys.stderr)
         return 1

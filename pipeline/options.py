@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.config import IntegrationConfig, load_config
 from transforms.consent import ConsentPolicy
+from transforms.dead_letters import DEAD_LETTER_REASONS
 from transforms.deliver import DeliverySettings
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
@@ -75,6 +76,11 @@ class WoopraOptions(PipelineOptions):
             help="Streaming: one dead-letter (and dry-run) file per window of this many seconds.")
         add("--progress_interval_seconds", default="60",
             help="Streaming: log a one-line progress report this often (local runners).")
+        # Operator tools (issue 5).
+        add("--replay_reasons",
+            help="Replaying dead letters: only records of these comma-separated reasons; others are "
+                 "counted skipped_replay.")
+        add("--report", help="Batch: also write a self-contained HTML run report to this file.")
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class JobSettings:
     id_label: str | None = None
     file_window_seconds: float | None = None  # streaming file outputs are windowed
     progress_interval_seconds: float = 60.0
+    replay_reasons: tuple[str, ...] | None = None  # None: replay every dead letter in the input
+    report: str | None = None  # HTML run report path (batch)
 
 
 def _flag_name(key: str) -> str:
@@ -348,7 +356,30 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
         file_window_seconds=window_seconds if streaming else None,
         progress_interval_seconds=_number("progress_interval_seconds", opts.progress_interval_seconds,
                                           float, 1, 86_400),
+        replay_reasons=_replay_reasons(opts.replay_reasons) if opts.replay_reasons is not None else None,
+        report=_report_path(opts.report, streaming),
     )
+
+
+def _replay_reasons(value: str) -> tuple[str, ...]:
+    """``--replay_reasons a,b``: known dead-letter reasons (SPEC §7), at least one."""
+    reasons = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
+    if not reasons:
+        raise OptionsError(f"--replay_reasons must name at least one of {', '.join(DEAD_LETTER_REASONS)}")
+    unknown = [r for r in reasons if r not in DEAD_LETTER_REASONS]
+    if unknown:
+        raise OptionsError(f"--replay_reasons: unknown reason {unknown[0]!r} "
+                           f"(known: {', '.join(DEAD_LETTER_REASONS)})")
+    return reasons
+
+
+def _report_path(value: str | None, streaming: bool) -> str | None:
+    """``--report FILE``: batch only, since the page is written when the job has finished."""
+    if not value:
+        return None
+    if streaming:
+        raise OptionsError("--report is for batch runs (a streaming job never finishes); leave it out")
+    return value
 
 
 def worker_processes(options: PipelineOptions) -> int:

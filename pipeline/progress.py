@@ -11,7 +11,7 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 
 log = logging.getLogger("pipeline.progress")
 
-FILTERED_KEYS = ("consent_denied", "consent_missing", "unsupported", "dropped_unmapped")
+FILTERED_KEYS = ("consent_denied", "consent_missing", "unsupported", "dropped_unmapped", "skipped_replay")
 DEAD_LETTER_KEYS = ("invalid", "too_large", "rejected", "retries_exhausted")
 DELIVERED_KEYS = ("delivered_200", "delivered_202", "would_send")
 

@@ -12,13 +12,18 @@ from apache_beam.runners.runner import PipelineResult
 
 from transforms.counters import NAMESPACE
 
-# Where each read event ended up: these add up to ``read``.
+# Where each read event ended up: these add up to ``read``. ``skipped_replay`` counts dead-letter
+# records left out of a replay by --replay_reasons.
 OUTCOME_KEYS = (
     "invalid", "too_large", "consent_denied", "consent_missing", "unsupported", "dropped_unmapped",
-    "delivered_200", "delivered_202", "rejected", "retries_exhausted",
+    "skipped_replay", "delivered_200", "delivered_202", "rejected", "retries_exhausted",
 )
 SUMMARY_KEYS = ("read",) + OUTCOME_KEYS + ("retried_requests",)
 DRY_RUN_KEY = "would_send"
+# The outcome groups of the readable summary (and of the run report).
+DELIVERED_KEYS = ("delivered_200", "delivered_202")
+DEAD_LETTER_KEYS = ("invalid", "too_large", "rejected", "retries_exhausted")
+FILTERED_KEYS = ("consent_denied", "consent_missing", "unsupported", "dropped_unmapped", "skipped_replay")
 
 
 def counters_from_result(result: PipelineResult) -> dict[str, int]:
@@ -37,7 +42,7 @@ def build_summary(counts: Mapping[str, int], dry_run: bool, elapsed_seconds: flo
     if dry_run:
         summary[DRY_RUN_KEY] = int(counts.get(DRY_RUN_KEY, 0))
     accounted = sum(summary[key] for key in OUTCOME_KEYS) + summary.get(DRY_RUN_KEY, 0)
-    summary["dead_lettered"] = sum(summary[k] for k in ("invalid", "too_large", "rejected", "retries_exhausted"))
+    summary["dead_lettered"] = sum(summary[k] for k in DEAD_LETTER_KEYS)
     summary["accounted"] = accounted
     summary["balanced"] = accounted == summary["read"]
     summary["dry_run"] = dry_run
@@ -46,20 +51,48 @@ def build_summary(counts: Mapping[str, int], dry_run: bool, elapsed_seconds: flo
     return summary
 
 
+def percent_of_read(count: int, read: int) -> str:
+    """``count`` as a share of ``read``, e.g. ``59.3%``; empty when there is nothing to share."""
+    return f"{100.0 * count / read:.1f}%" if read and count else ""
+
+
+def outcome_groups(summary: Mapping[str, Any]) -> list[tuple[str, int, list[tuple[str, int]]]]:
+    """Sent / dead-lettered / filtered totals, each with its non-zero keys, largest first."""
+    sent_keys = (DRY_RUN_KEY,) if summary.get("dry_run") else DELIVERED_KEYS
+    groups = []
+    for title, keys in (("would send" if summary.get("dry_run") else "delivered", sent_keys),
+                        ("dead-lettered", DEAD_LETTER_KEYS), ("filtered", FILTERED_KEYS)):
+        parts = sorted(((key, int(summary.get(key, 0))) for key in keys if summary.get(key)),
+                       key=lambda part: -part[1])
+        groups.append((title, sum(count for _, count in parts), parts))
+    return groups
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """A short human-readable table of the summary."""
-    rows = [("read", summary["read"])]
+    """A readable table of the summary: every count with its share of ``read``, then the totals."""
+    read = int(summary["read"])
+    rows = [("read", read)]
     rows += [(key, summary[key]) for key in OUTCOME_KEYS]
     if summary.get("dry_run"):
         rows.append((DRY_RUN_KEY, summary[DRY_RUN_KEY]))
-    rows.append(("retried_requests", summary["retried_requests"]))
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name, _ in rows + [("retried_requests", 0)])
     lines = ["Woopra delivery summary" + (" (dry run)" if summary.get("dry_run") else "")]
-    lines += [f"  {name:<{width}}  {value:>10,}" for name, value in rows]
+    lines.append(f"  {'':<{width}}  {'events':>10}  {'of read':>7}")
+    lines += [f"  {name:<{width}}  {value:>10,}  {percent_of_read(value, read) if name != 'read' else '':>7}"
+              for name, value in rows]
+    lines.append(f"  {'retried_requests':<{width}}  {summary['retried_requests']:>10,}  (extra attempts)")
+    lines.append("  " + "-" * (width + 21))
+    for title, total, parts in outcome_groups(summary):
+        # A lone key spelled like its group (would_send) needs no breakdown.
+        detail = ", ".join(f"{key} {count:,}" for key, count in parts) if len(parts) > 1 or (
+            parts and parts[0][0].replace("_", " ") != title) else ""
+        label = "top reasons: " if title == "dead-lettered" and parts else ""
+        lines.append(f"  {title:<{width}}  {total:>10,}  {percent_of_read(total, read):>7}"
+                     + (f"  {label}{detail}" if detail else ""))
     check = "ok" if summary["balanced"] else "MISMATCH"
     lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,} ({check})")
     lines.append(f"  time: {summary['elapsed_seconds']:.1f} s, {summary['events_per_second']:,.1f} events/s")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def write_summary(summary: Mapping[str, Any], path: str) -> None:

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 RESPONSE_BODY_LIMIT = 1024
+# Every reason a dead letter can have (SPEC §7), in the order the pipeline meets them.
+DEAD_LETTER_REASONS = ("invalid_json", "invalid_event", "too_large", "rejected", "retries_exhausted")
+# A URL's query (after "?") up to whitespace or a quote: it carries one event's values.
+_URL_QUERY = re.compile(r"\?[^\s'\"]+")
+_JSON_POSITION = re.compile(r": line \d+ column \d+ \(char \d+\)")
+
+
+def error_signature(error: str) -> str:
+    """An error message without its per-event details, so that identical failures count together.
+
+    Drops URL queries (a connection error quotes the request URL, with the visitor's email and
+    cookie) and JSON decoder positions.
+    """
+    return _JSON_POSITION.sub("", _URL_QUERY.sub("?…", error or "")).strip()
 
 
 def utc_now_iso() -> str:

@@ -87,7 +87,14 @@ class Unsupported:
     type: str
 
 
-ParseResult = Event | InvalidInput | Unsupported
+@dataclass(frozen=True)
+class NotReplayed:
+    """A dead-letter record whose reason is not among those being replayed (``--replay_reasons``)."""
+
+    reason: str  # the dead letter's own reason
+
+
+ParseResult = Event | InvalidInput | Unsupported | NotReplayed
 
 
 def parse_timestamp_ms(value: Any) -> int:
@@ -126,8 +133,9 @@ def decode_nested_json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decoded.items() if v is not None or k in ("event", "raw")}
 
 
-def _is_dead_letter(obj: dict[str, Any]) -> bool:
-    return "reason" in obj and "failed_at" in obj and ("event" in obj or "raw" in obj)
+def is_dead_letter(obj: Any) -> bool:
+    """True for a dead-letter record (SPEC §7) rather than an event."""
+    return isinstance(obj, dict) and "reason" in obj and "failed_at" in obj and ("event" in obj or "raw" in obj)
 
 
 def _decode(payload: str | bytes) -> Any:
@@ -136,10 +144,14 @@ def _decode(payload: str | bytes) -> Any:
     return json.loads(payload)
 
 
-def parse_input(raw: RawInput, now_ms: int | None = None) -> ParseResult:
+def parse_input(
+    raw: RawInput, now_ms: int | None = None, replay_reasons: frozenset[str] | None = None
+) -> ParseResult:
     """Turn one raw input into an ``Event``, an ``InvalidInput`` or an ``Unsupported`` call.
 
     An event without ``timestamp`` takes ``raw.fallback_time_ms``, else ``now_ms``, else now.
+    With ``replay_reasons``, a dead-letter record of any other reason is ``NotReplayed``
+    (inputs that are plain events are not affected).
     """
     if raw.fallback_time_ms is not None:
         now_ms = raw.fallback_time_ms
@@ -153,7 +165,9 @@ def parse_input(raw: RawInput, now_ms: int | None = None) -> ParseResult:
         except (ValueError, UnicodeDecodeError) as exc:
             text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
             return InvalidInput("invalid_json", f"invalid JSON: {exc}", None, text, attributes)
-    if isinstance(obj, dict) and _is_dead_letter(obj):
+    if is_dead_letter(obj):
+        if replay_reasons is not None and obj.get("reason") not in replay_reasons:
+            return NotReplayed(str(obj.get("reason")))
         # Replaying a dead letter: re-read the event it carried, or the raw line it kept.
         if isinstance(obj.get("event"), dict):
             obj = obj["event"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +41,30 @@ class VisitorIdentity:
             self.cookie = (at, cookie)
         self.last_seen_ms = max(self.last_seen_ms, at)
 
+    def idle_longer_than(self, ttl_ms: int, at_ms: int) -> bool:
+        """True when the visitor was last seen more than ``ttl_ms`` before ``at_ms`` (forget it)."""
+        return bool(self.last_seen_ms) and at_ms - self.last_seen_ms > ttl_ms
+
     def current_traits(self) -> dict[str, Any]:
         """Trait name → newest value."""
         return {key: value for key, (_, value) in self.traits.items()}
+
+
+def enrich_in_order(
+    events: Iterable[Event], identity: VisitorIdentity, ttl_ms: int
+) -> tuple[list[Event], VisitorIdentity]:
+    """Apply one visitor's events in event-time order, starting from what was remembered.
+
+    A gap of more than ``ttl_ms`` of event time since the visitor was last seen starts afresh:
+    the visitor's remembered identity has expired. Returns the enriched events and the identity
+    to remember afterwards.
+    """
+    enriched: list[Event] = []
+    for event in sorted(events, key=lambda e: e.timestamp_ms):
+        if identity.last_seen_ms and event.timestamp_ms - identity.last_seen_ms > ttl_ms:
+            identity = VisitorIdentity()
+        enriched.append(enrich(event, identity))
+    return enriched, identity
 
 
 def fallback_cookie(anonymous_id: str) -> str:
