@@ -17,6 +17,7 @@ setup(
     install_requires=[
         "apache-beam[gcp]>=2.60,<3",
         "requests>=2.31",
+        "aiohttp>=3.9",  # delivery: see transforms/woopra_client.py
         "pyarrow>=14",
         "PyYAML>=6",  # the mapping config and runner configs are YAML
     ],

@@ -1,25 +1,43 @@
-"""Sending Woopra requests: retries, rate limit and concurrency around one HTTP session.
+"""Sending Woopra requests: retries, rate limit and concurrency over one keep-alive HTTP client.
 
-No Beam here: the delivery DoFn owns one ``WoopraSender`` per worker thread pool and calls
-``send_all`` with a batch; tests and the debugger use it directly.
+No Beam here: the delivery DoFn shares one ``WoopraSender`` per worker process; tests and the
+debugger use it directly.
+
+Why aiohttp and not ``requests`` (the design card's client): a ``requests`` call costs about
+0.6 ms of CPU, mostly in pure Python, and concurrency needs one thread per request in flight,
+all contending for the GIL. One asyncio loop running aiohttp keeps ``max_in_flight`` requests
+open for about 0.1 ms of CPU each (see BENCHMARKS.md), so a worker's CPU goes to the pipeline,
+not to the HTTP client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-import requests
-from requests.adapters import HTTPAdapter
+import aiohttp
+from yarl import URL
 
 from transforms.dead_letters import DeadLetter
 from transforms.rate_limit import TokenBucket
 from transforms.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.woopra_mapping import WoopraRequest
+
+# Failures of the connection rather than of the request: worth another attempt.
+TRANSIENT_ERRORS = (
+    aiohttp.ClientConnectionError,  # refused, reset, dropped before or while answering
+    aiohttp.ClientPayloadError,  # connection broken while reading the response
+    aiohttp.ClientResponseError,  # a garbled response (bad status line or headers)
+    asyncio.TimeoutError,
+)
+FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
 
 
 @dataclass(frozen=True)
@@ -53,23 +71,23 @@ class DeliveryOutcome:
         )
 
 
-# Failures of the connection rather than of the request: worth another attempt.
-TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,  # connection broken while reading the response
-    requests.exceptions.ContentDecodingError,
-)
-FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
-
-
 def delivered_key(status: int) -> str:
     """Summary key of a 2xx: 202 is "queued", any other 2xx counts as processed."""
     return "delivered_202" if status == 202 else "delivered_200"
 
 
+def encoded_url(request: WoopraRequest) -> URL:
+    """The request URL with its query encoded by the standard library (as ``requests`` does:
+    ``Jane+Doe``), marked as already encoded so the client sends it byte for byte."""
+    return URL(f"{request.url}?{urlencode(request.params)}", encoded=True)
+
+
 class WoopraSender:
-    """Sends requests with keep-alive, a shared rate limit and the retry policy."""
+    """Sends requests on its own asyncio loop thread, ``max_in_flight`` at a time.
+
+    Every attempt (retries too) first takes a token from ``limiter``. ``sleep`` replaces the
+    backoff waits in tests (a plain function given the seconds; nothing is awaited then).
+    """
 
     def __init__(
         self,
@@ -77,89 +95,105 @@ class WoopraSender:
         request_timeout: float = 10.0,
         max_in_flight: int = 32,
         limiter: TokenBucket | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy
         self.request_timeout = request_timeout
         self.max_in_flight = max_in_flight
         self.limiter = limiter
         self._sleep = sleep
-        self._clock = clock
         self._rng = random.Random()
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="woopra-send")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="woopra-sender", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+        # Closed when dropped or at exit too: a process-wide sender is never closed by hand.
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._session)
 
-    def _session(self) -> requests.Session:
-        # One session per sending thread: keep-alive connections without sharing a pool lock.
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=1))
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1))
-            # Used only when the event has no user agent: say honestly who is calling.
-            session.headers["User-Agent"] = FALLBACK_USER_AGENT
-            self._local.session = session
-            with self._sessions_lock:
-                self._sessions.append(session)
-        return session
+    async def _open(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+        connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": FALLBACK_USER_AGENT},  # only when the event has none
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+        )
+        # aiohttp silently resends a GET once when a connection drops; we want every attempt to
+        # pass the rate limiter and the retry policy, and to be counted.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
 
-    def send(self, request: WoopraRequest) -> DeliveryOutcome:
+    async def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def _attempt(self, request: WoopraRequest) -> tuple[int, str, str | None]:
+        async with self._slots:
+            async with self._session.get(encoded_url(request), headers=request.headers,
+                                         allow_redirects=False) as response:
+                body = await response.text(errors="replace")
+                return response.status, body, response.headers.get("Retry-After")
+
+    async def deliver(self, request: WoopraRequest) -> DeliveryOutcome:
         """Send one request, retrying as the policy says; never raises."""
-        started = self._clock()
+        started = time.monotonic()
         attempts = 0
         status: int | None = None
         body: str | None = None
-        error = ""
         while True:
             attempts += 1
             retry_after: float | None = None
             if self.limiter is not None:
-                self.limiter.acquire()
+                await asyncio.sleep(self.limiter.reserve())
             try:
-                response = self._session().get(
-                    request.url,
-                    params=request.params,
-                    headers=request.headers,
-                    timeout=self.request_timeout,
-                    allow_redirects=False,
-                )
-                status, body = response.status_code, response.text
+                status, body, retry_after_header = await self._attempt(request)
                 verdict = classify_status(status)
                 if verdict is Verdict.DELIVERED:
                     return DeliveryOutcome(request, delivered_key(status), status, attempts,
-                                           response_body=body, elapsed_seconds=self._clock() - started)
+                                           response_body=body, elapsed_seconds=time.monotonic() - started)
                 error = f"HTTP {status}"
                 if verdict is Verdict.REJECT:
                     return DeliveryOutcome(request, "rejected", status, attempts, error, body,
-                                           self._clock() - started)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                                           time.monotonic() - started)
+                retry_after = parse_retry_after(retry_after_header)
             except TRANSIENT_ERRORS as exc:
                 status, body = None, None
-                error = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # noqa: BLE001 - a bug or bad request must not fail the bundle
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            except Exception as exc:  # noqa: BLE001 - a bad request must not fail the bundle
                 return DeliveryOutcome(request, "rejected", None, attempts,
-                                       f"{type(exc).__name__}: {exc}", None, self._clock() - started)
-            delay = self.policy.next_delay(attempts, self._clock() - started, retry_after, self._rng)
+                                       f"{type(exc).__name__}: {exc}", None, time.monotonic() - started)
+            delay = self.policy.next_delay(attempts, time.monotonic() - started, retry_after, self._rng)
             if delay is None:
                 return DeliveryOutcome(request, "retries_exhausted", status, attempts, error, body,
-                                       self._clock() - started)
-            self._sleep(delay)
+                                       time.monotonic() - started)
+            await self._wait(delay)
 
     def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
-        """Start sending one request on the sender's threads."""
-        return self._pool.submit(self.send, request)
+        """Start sending one request; the future completes with its outcome."""
+        return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
+
+    def send(self, request: WoopraRequest) -> DeliveryOutcome:
+        """Send one request and wait for its outcome."""
+        return self.submit(request).result()
 
     def send_all(self, batch: Iterable[WoopraRequest]) -> list[DeliveryOutcome]:
-        """Send a batch with up to ``max_in_flight`` requests in flight; outcomes in input order."""
-        return list(self._pool.map(self.send, batch))
+        """Send a batch concurrently; outcomes in input order."""
+        return [future.result() for future in [self.submit(request) for request in batch]]
 
     def close(self) -> None:
-        """Stop the threads and close every keep-alive connection."""
-        self._pool.shutdown(wait=True)
-        with self._sessions_lock:
-            for session in self._sessions:
-                session.close()
-            self._sessions.clear()
+        """Close the keep-alive connections and stop the loop thread (once)."""
+        self._finalizer()
+
+
+def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: aiohttp.ClientSession) -> None:
+    if loop.is_closed() or not thread.is_alive():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()

@@ -241,8 +241,9 @@ def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest
     # Cheap bound first: percent-encoding makes a byte at most three characters. Nearly every
     # request is far below the limit, and encoding it just to measure it is the mapping's
     # largest single cost.
-    bound = len(request.url) + 1 + sum(3 * (len(k) + len(v.encode("utf-8"))) + 2 for k, v in request.params)
-    if bound <= limit:
+    # A character is at most 3 UTF-8 bytes, each at most 3 characters encoded ("%XX").
+    characters = len(request.url) + 1 + sum(len(k) + len(v) + 2 for k, v in request.params)
+    if 9 * characters <= limit:
         return request
     excess = len(request.full_url()) - limit
     if excess <= 0:

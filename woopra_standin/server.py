@@ -93,7 +93,8 @@ def _response(
     status: int, body: str, *, keep_alive: bool, retry_after: str | None = None
 ) -> bytes:
     """Serialise a complete response so it goes out in a single write."""
-    payload = body.encode("utf-8")
+    # 1xx, 204 and 304 responses have no body (RFC 9110): strict clients reject one.
+    payload = b"" if status < 200 or status in (204, 304) else body.encode("utf-8")
     try:
         reason = http.HTTPStatus(status).phrase
     except ValueError:
