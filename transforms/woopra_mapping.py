@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -60,6 +61,16 @@ class WoopraSettings:
     property_renames: Mapping[str, str] = field(default_factory=lambda: dict(PRESET_PROPERTY_RENAMES))
     trait_renames: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def event_url(self) -> str:
+        """``{endpoint}/ce/``: page and track calls."""
+        return self.endpoint.rstrip("/") + "/ce/"
+
+    @property
+    def identify_url(self) -> str:
+        """``{endpoint}/identify/``: visitor-only trait updates."""
+        return self.endpoint.rstrip("/") + "/identify/"
+
 
 @dataclass(frozen=True)
 class WoopraRequest:
@@ -95,11 +106,14 @@ class Skipped:
 
 def format_value(value: Any) -> str | None:
     """A JSON value as a Woopra parameter value; None means "leave the parameter out"."""
+    kind = type(value)
+    if kind is str:  # the common case first: this runs for every parameter of every event
+        return value
     if value is None:
         return None
-    if isinstance(value, bool):
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -117,7 +131,7 @@ def format_value(value: Any) -> str | None:
 def prefixed(key: str, prefix: str, lowercase: bool = False) -> str:
     """``prefix + key`` unless the key already carries one of Woopra's prefixes."""
     name = key.lower() if lowercase else key
-    return name if name.lower().startswith(WOOPRA_PREFIXES) else prefix + name
+    return name if name.startswith(WOOPRA_PREFIXES) or name.lower().startswith(WOOPRA_PREFIXES) else prefix + name
 
 
 def woopra_event_name(event: Event, settings: WoopraSettings) -> str | None:
@@ -133,6 +147,8 @@ def woopra_event_name(event: Event, settings: WoopraSettings) -> str | None:
 
 def clean_header_value(value: str) -> str:
     """Remove CR/LF and other control characters so a value can be an HTTP header."""
+    if value.isprintable():  # fast path: no control characters at all
+        return value.strip()
     return _CONTROL_CHARACTERS.sub(" ", value).strip()
 
 
@@ -179,13 +195,21 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
     base["timestamp"] = str(min(event.timestamp_ms, now_ms))  # Woopra refuses future times
 
     custom: dict[str, str] = {}
-    if event.user_id:
-        custom["cv_id"] = event.user_id
+    user_id = event.user_id
+    if user_id:
+        custom["cv_id"] = user_id
+    trait_renames = settings.trait_renames
     for key, value in event.traits.items():
-        name = prefixed(settings.trait_renames.get(key.lower(), key), "cv_", lowercase=True)
-        if name == "cv_id" and event.user_id:
+        name = key.lower()
+        if trait_renames:
+            name = trait_renames.get(name, name).lower()
+        if not name.startswith(WOOPRA_PREFIXES):
+            name = "cv_" + name
+        if name == "cv_id" and user_id:
             continue  # cv_id is the userId when there is one (SPEC §3), not an "id" trait
-        _add(custom, name, value)
+        formatted = format_value(value)
+        if formatted is not None:
+            custom[name] = formatted
 
     referer = None
     if not is_identify:
@@ -204,21 +228,24 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
             _add(custom, "ce_name", original.get("name"))
             referer = page.get("referrer") or None
             properties = {k: v for k, v in properties.items() if k not in _PAGE_FIELDS}
+        renames = settings.property_renames
         for key, value in properties.items():
-            name = settings.property_renames.get(key, key)
-            _add(custom, prefixed(name, "ce_"), value)
+            name = renames.get(key, key)
+            formatted = format_value(value)
+            if formatted is not None:
+                custom[name if name.startswith(WOOPRA_PREFIXES) else "ce_" + name] = formatted
 
-    # Prefixing keeps custom keys apart from top-level ones; setdefault makes that a guarantee.
-    params = dict(base)
+    # Prefixing keeps custom keys apart from top-level ones; this makes it a guarantee.
+    params = base
     for key, value in custom.items():
-        params.setdefault(key, value)
+        if key not in params:
+            params[key] = value
     if referer is not None:
         _add(params, "referer", referer)
 
-    path = "identify" if is_identify else "ce"
     user_agent = context.get("userAgent")
     request = WoopraRequest(
-        url=f"{settings.endpoint.rstrip('/')}/{path}/",
+        url=settings.identify_url if is_identify else settings.event_url,
         params=tuple(params.items()),
         user_agent=clean_header_value(user_agent) if isinstance(user_agent, str) and user_agent else None,
         event=original,
@@ -242,7 +269,7 @@ def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest
     # request is far below the limit, and encoding it just to measure it is the mapping's
     # largest single cost.
     # A character is at most 3 UTF-8 bytes, each at most 3 characters encoded ("%XX").
-    characters = len(request.url) + 1 + sum(len(k) + len(v) + 2 for k, v in request.params)
+    characters = len(request.url) + 1 + 2 * len(request.params) + sum(map(len, chain.from_iterable(request.params)))
     if 9 * characters <= limit:
         return request
     excess = len(request.full_url()) - limit
