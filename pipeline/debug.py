@@ -14,17 +14,21 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from pipeline.config import ConfigError
+from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
 from transforms.consent import ConsentDecision, ConsentPolicy, decide_consent
 from transforms.dead_letters import RESPONSE_BODY_LIMIT, cut_utf8
 from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, is_dead_letter, parse_input
 from transforms.identity import VisitorIdentity, enrich
+from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
     PAGE_EVENT,
     PRESET_EVENTS,
@@ -193,7 +197,7 @@ def _apply_identity(visitor: str, visits: list[EventTrace], ttl_ms: int) -> None
 def _provenance(event: Event, enriched: Event, identity: VisitorIdentity, seen: list[EventTrace]) -> list[Provenance]:
     """Where the cookie, cv_id and each trait applied to ``event`` came from."""
 
-    def remembered(name: str, value: Any, at_ms: int, said_it) -> Provenance:  # type: ignore[no-untyped-def]
+    def remembered(name: str, value: Any, at_ms: int, said_it: Callable[[Event], bool]) -> Provenance:
         origin = next((t for t in seen if t.parse.timestamp_ms == at_ms and said_it(t.parse)), None)
         return Provenance(name, value, "remembered", origin.index if origin else None, at_ms)
 
@@ -215,15 +219,18 @@ def _provenance(event: Event, enriched: Event, identity: VisitorIdentity, seen: 
         if name in own or name not in identity.traits:
             values.append(Provenance(name, value, "event"))
         else:
-            values.append(remembered(name, value, identity.traits[name][0],
-                                     lambda e, n=name: n in {k.lower() for k in e.own_traits}))
+            values.append(remembered(name, value, identity.traits[name][0], _says_trait(name)))
     return values
+
+
+def _says_trait(name: str) -> Callable[[Event], bool]:
+    """Whether an event carries trait ``name`` itself (trait names compare lower-cased)."""
+    return lambda event: name in {key.lower() for key in event.own_traits}
 
 
 def send_requests(traces: Iterable[EventTrace], request_timeout: float) -> None:
     """Send each mapped request once (no retry) and keep Woopra's answer on its trace."""
-    from transforms.retry import RetryPolicy
-    from transforms.woopra_client import WoopraSender
+    from transforms.woopra_client import WoopraSender  # only --send needs the HTTP client
 
     sender = WoopraSender(RetryPolicy(max_attempts=1), request_timeout=request_timeout, max_in_flight=1)
     try:
@@ -359,8 +366,8 @@ def format_trace(
                 "  (no User-Agent in the event: the pipeline's own is sent)"]
             stage("6 Request", f"GET {url}", f"params ({len(params)})", *param_rows, "headers", *headers)
             stage("7 Response", *_response_lines(trace.response, show_pii))
-    note = OUTCOME_NOTES.get(trace.outcome)
-    lines.append(f"{'Outcome':<{LABEL_WIDTH}}{trace.outcome}" + (f": {note}" if note else ""))
+    meaning = OUTCOME_NOTES.get(trace.outcome)
+    lines.append(f"{'Outcome':<{LABEL_WIDTH}}{trace.outcome}" + (f": {meaning}" if meaning else ""))
     return "\n".join(lines)
 
 
@@ -443,15 +450,26 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     add("--show-pii", "--show_pii", dest="show_pii", action="store_true",
         help="Show emails, IPs and cookies in full (redacted by default).")
     add("--json", action="store_true", help="One JSON object per event instead of text.")
+    add("--events", metavar="N[,N...]",
+        help="Show (and --send) only these events, by position in the file (1 = first); every event still "
+             "counts for identity.")
     return parser.parse_args(list(argv))
 
 
-def job_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def selected_positions(value: str | None, total: int) -> set[int] | None:
+    """``--events 2,5``: the 1-based positions to show; None shows every event."""
+    if value is None:
+        return None
+    positions: set[int] = set()
+    for part in value.split(","):
+        if not part.strip().isdigit() or not 1 <= int(part) <= total:
+            raise DebugOptionsError(f"--events must be positions from 1 to {total}, got {part.strip()!r}")
+        positions.add(int(part))
+    return positions
+
+
+def job_settings(args: argparse.Namespace) -> JobSettings:
     """The job's own validation of the mapping flags (``--input`` is a stand-in: nothing is read)."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipeline.options import resolve_settings
-
     flags = ["--input=-"]
     for name in ("config", "woopra_project", "woopra_endpoint", "woopra_timeout", "consent_categories",
                  "consent_default", "identity_ttl_days", "request_timeout", "replay_reasons"):
@@ -463,24 +481,24 @@ def job_settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run(argv: Sequence[str]) -> int:
     """Debug every event of the file; 2 on bad options, 1 when ``--send`` got no 2xx."""
-    from pipeline.options import OptionsError
-
     try:
         args = parse_arguments(argv)
         job = job_settings(args)
         inputs = read_inputs(args.event_file)
+        shown = selected_positions(args.events, len(inputs))
     except (DebugOptionsError, OptionsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     replay = frozenset(job.replay_reasons) if job.replay_reasons is not None else None
-    traces = trace_events(inputs, job.woopra, job.consent, job.identity_ttl_days, replay)
+    every = trace_events(inputs, job.woopra, job.consent, job.identity_ttl_days, replay)
+    traces = [t for t in every if shown is None or t.index in shown]
     if args.send:
         send_requests(traces, job.delivery.request_timeout)
     for trace in traces:
         if args.json:
             print(json.dumps(trace_record(trace, args.show_pii), ensure_ascii=False))
         else:
-            print(format_trace(trace, len(traces), job.woopra, job.consent, args.show_pii))
+            print(format_trace(trace, len(every), job.woopra, job.consent, args.show_pii))
             print()
     if not traces and not args.json:
         print("no events in the file")

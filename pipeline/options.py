@@ -69,7 +69,11 @@ class WoopraOptions(PipelineOptions):
         add("--dead_letter", default="dead_letter/", help="Dead-letter path prefix (default dead_letter/).")
         add("--summary", help="Also write the end-of-run summary as JSON to this file.")
         add("--runner_config", help="YAML file of option defaults (see runner_configs/); flags win.")
-        add("--rate_limiter_address", help="host:port of an Envoy rate limit service for a global limit.")
+        add("--rate_limiter_address", help="host:port of an Envoy Rate Limit Service: one limit for the job.")
+        add("--rate_limiter_domain", default="woopra", help="Envoy RLS domain (descriptor woopra_project=P).")
+        add("--rate_limit_processes",
+            help="Worker processes sharing --rate_limit (each gets an equal share); default: the local "
+                 "runner's process count, or --max_num_workers/--num_workers on Dataflow.")
         add("--timestamp_attribute", help="Pub/Sub attribute holding the event time (Beam's source).")
         add("--id_label", help="Pub/Sub attribute with a unique id to deduplicate on (Dataflow only).")
         add("--dead_letter_window_seconds", default="60",
@@ -316,8 +320,16 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
                   else config.consent_categories or ("analytics",))
 
     rate_limit = _number("rate_limit", opts.rate_limit, float, 0.001, 1_000_000)
+    processes = (_number("rate_limit_processes", opts.rate_limit_processes, int, 1, 100_000)
+                 if opts.rate_limit_processes else worker_processes(options))
+    address = opts.rate_limiter_address or None
+    if address and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
+        raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
     delivery = DeliverySettings(
-        rate_limit=rate_limit / worker_processes(options),
+        rate_limit=rate_limit / processes,
+        rate_limiter_address=address,
+        rate_limiter_domain=opts.rate_limiter_domain or "woopra",
+        project=project.strip(),
         max_in_flight=_number("max_in_flight", opts.max_in_flight, int, 1, 1024),
         request_timeout=_number("request_timeout", opts.request_timeout, float, 0.1, 3600),
         retry=RetryPolicy(
@@ -325,9 +337,6 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
             max_retry_seconds=_number("max_retry_seconds", opts.max_retry_seconds, float, 0, 86_400),
         ),
     )
-    if opts.rate_limiter_address:
-        raise OptionsError("--rate_limiter_address is not supported yet: the per-process token bucket is "
-                           "the only limiter; leave it out")
     dead_letter = opts.dead_letter or "dead_letter/"
     if dead_letter.startswith("projects/"):
         _check_pubsub_path("--dead_letter", dead_letter, "topics")
@@ -383,14 +392,19 @@ def _report_path(value: str | None, streaming: bool) -> str | None:
 
 
 def worker_processes(options: PipelineOptions) -> int:
-    """How many worker processes share the job's rate limit on a local runner.
+    """How many worker processes share the job's rate limit, each with its own token bucket.
 
-    The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes, each with
-    its own token bucket, so each gets an equal share of ``--rate_limit``.
+    The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes. On Dataflow
+    it is the workers the job may have (``--max_num_workers``, else ``--num_workers``): one SDK
+    process each, which is right for one-vCPU machines; with N vCPUs per worker give
+    ``--rate_limit_processes`` = workers × N, or use an Envoy RLS for one exact global limit.
     """
-    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
 
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "multi_processing":
         return max(1, int(direct.direct_num_workers or os.cpu_count() or 1))
+    if "Dataflow" in str(options.view_as(StandardOptions).runner):
+        workers = options.view_as(WorkerOptions)
+        return max(1, int(workers.max_num_workers or workers.num_workers or 1))
     return 1

@@ -140,8 +140,8 @@ def chart_bars(sent: Mapping[str, int], dead: Mapping[str, int]) -> Chart:
     """
     per_minute: dict[int, list[int]] = {}
     for counts, slot in ((sent, 0), (dead, 1)):
-        for minute, count in counts.items():
-            per_minute.setdefault(_unix_minute(minute), [0, 0])[slot] += count
+        for name, count in counts.items():
+            per_minute.setdefault(_unix_minute(name), [0, 0])[slot] += count
     if not per_minute:
         return Chart(1, True, [])
     for size in BUCKET_MINUTES:
@@ -161,7 +161,8 @@ def chart_bars(sent: Mapping[str, int], dead: Mapping[str, int]) -> Chart:
 
 def bucket_name(minutes: int) -> str:
     """``minute``, ``5 minutes``, ``hour``, ``day``..."""
-    return {1: "minute", 60: "hour", 1440: "day", 10080: "week"}.get(minutes, f"{minutes} minutes")
+    names = {1: "minute", 60: "hour", 1440: "day", 10080: "week"}
+    return names.get(minutes, f"{minutes // 60} hours" if minutes % 60 == 0 else f"{minutes} minutes")
 
 
 def _label(start_minute: int, bucket_minutes: int, same_day: bool) -> str:
@@ -240,8 +241,8 @@ class RunDescription:
     generated_at: str
 
 
-CSS = """
-:root { --ink: #1d2430; --muted: #5b6574; --line: #d9dee5; --sent: %s; --dead: %s; --filtered: #8a6d00; }
+CSS = (f":root {{ --ink: #1d2430; --muted: #5b6574; --line: #d9dee5; --sent: {SENT_COLOUR}; "
+       f"--dead: {DEAD_COLOUR}; --filtered: #8a6d00; }}") + """
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: var(--ink); background: #f5f7fa; }
@@ -263,12 +264,12 @@ section.panel { background: #fff; border: 1px solid var(--line); border-radius: 
 .legend span { display: inline-block; margin-right: 18px; font-size: 13px; color: var(--muted); }
 .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px;
             vertical-align: -1px; }
-.chart { width: 100%%; height: auto; display: block; }
+.chart { width: 100%; height: auto; display: block; }
 .chart .grid { stroke: #eceff3; } .chart .axis { stroke: #9aa3af; }
 .chart .gap { stroke: #9aa3af; stroke-dasharray: 3 3; }
 .chart .tick { font-size: 11px; fill: var(--muted); }
 .note { color: var(--muted); font-size: 13px; margin: 8px 0 0; }
-table { border-collapse: collapse; width: 100%%; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
+table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); border-radius: 8px; }
 th, td { text-align: left; padding: 6px 12px; border-bottom: 1px solid var(--line); }
 th { font-size: 13px; color: var(--muted); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -276,10 +277,11 @@ tr.group td { font-weight: 650; background: #fafbfc; }
 tr.zero td { color: #9aa3af; }
 td code { font-size: 13px; word-break: break-word; }
 footer { margin-top: 28px; color: var(--muted); font-size: 13px; }
-""" % (SENT_COLOUR, DEAD_COLOUR)
+"""
 
 
 def _card(kind: str, label: str, value: str, rate: str = "") -> str:
+    kind = "" if value == "0" else kind  # a zero is not news: no colour
     return (f'<div class="card {kind}"><div class="label">{escape(label)}</div>'
             f'<div class="value">{escape(value)}</div><div class="rate">{escape(rate)}</div></div>')
 
@@ -299,7 +301,8 @@ def _outcome_rows(summary: Mapping[str, Any]) -> list[str]:
 
 def _reason_rows(counts: ReportCounts, read: int) -> list[str]:
     return [f'<tr><td><code>{escape(reason)}</code></td><td class="num">{count:,}</td>'
-            f'<td class="num">{percent_of_read(count, read)}</td></tr>' for reason, count in counts.reasons.most_common()]
+            f'<td class="num">{percent_of_read(count, read)}</td></tr>'
+            for reason, count in counts.reasons.most_common()]
 
 
 def _error_rows(errors: Sequence[ErrorCount]) -> list[str]:
@@ -322,7 +325,7 @@ def render_report(summary: Mapping[str, Any], counts: ReportCounts, run: RunDesc
         _card("filtered", "Filtered", f"{filtered_total:,}", _rate(filtered_total, read)),
         _card("", "Retried requests", f"{int(summary.get('retried_requests', 0)):,}", "extra attempts"),
         _card("", "Throughput", f"{float(summary.get('events_per_second', 0)):,.1f}",
-              f"events/s over {float(summary.get('elapsed_seconds', 0)):,.1f} s"),
+              f"events/s, {float(summary.get('elapsed_seconds', 0)):,.1f} s run"),
     ]
     check = (f'<span class="check ok">accounting: read {read:,} = outcomes {int(summary["accounted"]):,} (ok)</span>'
              if balanced else
@@ -331,12 +334,14 @@ def render_report(summary: Mapping[str, Any], counts: ReportCounts, run: RunDesc
 
     chart = chart_bars(counts.sent_per_minute, counts.dead_per_minute)
     notes = []
+    if chart.bucket_minutes > 1:
+        notes.append(f"The events span too long a time for a bar per minute: one bar per "
+                     f"{bucket_name(chart.bucket_minutes)}.")
     if not chart.continuous:
-        notes.append(f"Only {bucket_name(chart.bucket_minutes)}s with events are drawn; a dashed line marks a gap "
-                     "in time.")
+        notes.append("Bars are drawn only where there were events; a dashed line marks a gap in time.")
     if counts.dead_without_time or counts.sent_without_time:
         notes.append(f"{counts.dead_without_time + counts.sent_without_time:,} events have no event time "
-                     "(input that could not be read) and are not in the chart.")
+                     "(a line that is not JSON, or a bad timestamp) and are not in the chart.")
     notes.append("Times are UTC. Hover a bar for its counts.")
     chart_html = (render_chart_svg(chart, sent_label) if chart.bars
                   else '<p class="note">No event in this run had an event time to chart.</p>')

@@ -11,9 +11,11 @@ import pytest
 from transforms.events import (
     Event,
     InvalidInput,
+    NotReplayed,
     RawInput,
     Unsupported,
     decode_nested_json,
+    is_dead_letter,
     parse_input,
     parse_timestamp_ms,
     validate_event,
@@ -334,6 +336,17 @@ def test_replaying_dead_letter_re_reads_its_event(reason):
     assert result.original == TRACK
     assert result.timestamp_ms == SEED_TS_MS
     assert result.name == "Order Completed"
+
+
+def test_replay_reasons_skip_dead_letters_of_other_reasons_and_keep_plain_events():
+    only_rejected = frozenset({"rejected"})
+    kept = parse_input(RawInput(json.dumps(dead_letter("rejected", TRACK))), NOW_MS, only_rejected)
+    skipped = parse_input(RawInput(json.dumps(dead_letter("retries_exhausted", TRACK))), NOW_MS, only_rejected)
+    plain = parse_input(RawInput(json.dumps(TRACK)), NOW_MS, only_rejected)
+    assert isinstance(kept, Event) and kept.original == TRACK
+    assert skipped == NotReplayed("retries_exhausted")
+    assert isinstance(plain, Event)
+    assert is_dead_letter(dead_letter("rejected", TRACK)) and not is_dead_letter(TRACK)
 
 
 def test_replaying_invalid_json_dead_letter_re_reads_its_raw_line():

@@ -295,8 +295,25 @@ def test_malformed_pubsub_dead_letter_topic_is_named():
                                         "--dead_letter", "projects/my-project/subscriptions/x")
 
 
-def test_rate_limiter_address_not_silently_accepted():
-    assert "--rate_limiter_address" in error_for(*BASE, "--rate_limiter_address", "localhost:8081")
+def test_rate_limiter_address_must_be_host_and_port():
+    assert "--rate_limiter_address must be host:port" in error_for(*BASE, "--rate_limiter_address", "localhost")
+
+
+def test_rate_limiter_address_selects_the_global_limiter():
+    settings = resolve_settings(PipelineOptions([*BASE, "--rate_limiter_address", "127.0.0.1:8081"]))
+    assert settings.delivery.rate_limiter_address == "127.0.0.1:8081"
+    assert type(settings.delivery.limiter()).__name__ == "EnvoyRateLimiter"
+
+
+def test_rate_limit_is_shared_across_worker_processes():
+    local = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--direct_running_mode",
+                                              "multi_processing", "--direct_num_workers", "4"]))
+    assert local.delivery.rate_limit == 25
+    dataflow = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--runner", "DataflowRunner",
+                                                 "--max_num_workers", "5"]))
+    assert dataflow.delivery.rate_limit == 20
+    explicit = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--rate_limit_processes", "8"]))
+    assert explicit.delivery.rate_limit == 12.5
 
 
 # ----- runner configs -------------------------------------------------------------------------
@@ -411,3 +428,30 @@ def test_woopra_options_registered_with_beam():
     options = PipelineOptions(BASE).view_as(WoopraOptions)
     assert options.woopra_project == "mywebsite.com"
     assert options.input == "events/*.jsonl"
+
+
+# ----- operator tools: --replay_reasons, --report ------------------------------------------------
+
+def test_replay_reasons_and_report_default_to_off():
+    settings = settings_for(*BASE)
+    assert settings.replay_reasons is None and settings.report is None
+
+
+def test_replay_reasons_are_parsed_and_deduplicated():
+    settings = settings_for(*BASE, "--replay_reasons", " rejected,retries_exhausted,rejected ")
+    assert settings.replay_reasons == ("rejected", "retries_exhausted")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("rejectd", "--replay_reasons: unknown reason 'rejectd'"),
+    (",", "--replay_reasons must name at least one of invalid_json"),
+])
+def test_bad_replay_reasons_are_named(value, message):
+    assert message in error_for(*BASE, "--replay_reasons", value)
+
+
+def test_report_is_for_batch_runs():
+    assert settings_for(*BASE, "--report", "out/report.html").report == "out/report.html"
+    message = error_for("--input_subscription", "projects/my-project/subscriptions/s", "--streaming",
+                        "--woopra_project", "p", "--report", "r.html")
+    assert message.startswith("--report is for batch runs")

@@ -22,7 +22,8 @@ BALANCED = {
 
 def test_summary_keys_are_the_spec_keys():
     assert set(SPEC_KEYS) <= set(SUMMARY_KEYS)
-    assert set(OUTCOME_KEYS) == set(SPEC_OUTCOMES)
+    # skipped_replay: dead letters a --replay_reasons replay leaves out (our addition, an outcome too).
+    assert set(OUTCOME_KEYS) == set(SPEC_OUTCOMES) | {"skipped_replay"}
     assert "retried_requests" not in OUTCOME_KEYS and "read" not in OUTCOME_KEYS
 
 
@@ -112,5 +113,26 @@ def test_format_summary_dry_run_shows_would_send():
     text = format_summary(build_summary(counts, dry_run=True, elapsed_seconds=1.0))
     assert "dry run" in text
     line = next(line for line in text.splitlines() if "would_send" in line)
-    assert line.split()[-1] == "2"
+    assert line.split()[1] == "2"
     assert "(ok)" in text
+
+
+def test_skipped_replay_joins_the_accounting_identity():
+    counts = dict(BALANCED, read=107, skipped_replay=7)
+    summary = build_summary(counts, dry_run=False, elapsed_seconds=1.0)
+    assert summary["skipped_replay"] == 7 and summary["balanced"] is True
+    assert build_summary(dict(counts, skipped_replay=6), dry_run=False, elapsed_seconds=1.0)["balanced"] is False
+
+
+def test_format_summary_shows_shares_of_read_and_the_top_dead_letter_reasons():
+    text = format_summary(build_summary(BALANCED, dry_run=False, elapsed_seconds=2.0))
+    lines = text.splitlines()
+    assert next(line for line in lines if line.split()[0] == "delivered_200").split()[1:] == ["60", "60.0%"]
+    delivered = next(line for line in lines if line.strip().startswith("delivered "))
+    assert delivered.split()[1:3] == ["68", "68.0%"]
+    dead = next(line for line in lines if line.strip().startswith("dead-lettered"))
+    # Largest first: rejected 5, invalid 3, too_large 1, retries_exhausted 1.
+    assert dead.split("top reasons: ")[1] == "rejected 5, invalid 3, too_large 1, retries_exhausted 1"
+    filtered = next(line for line in lines if line.strip().startswith("filtered"))
+    assert "consent_denied 10, consent_missing 6, dropped_unmapped 4, unsupported 2" in filtered
+    assert all(line == line.rstrip() for line in lines)
