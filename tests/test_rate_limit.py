@@ -184,3 +184,42 @@ def test_threads_with_real_clock_never_exceed_the_rate():
     assert total > 0
     # Lower bound on time: ``total`` tokens cannot have been handed out faster than the rate allows.
     assert elapsed >= (total - burst) / rate - 0.001
+
+
+# ----- adaptive back-off on 429 -----------------------------------------------------------------
+
+def test_adaptive_rate_halves_on_429_and_recovers_when_woopra_stops_pushing_back():
+    from transforms.rate_limit import AdaptiveRate
+
+    bucket = TokenBucket(100, clock=lambda: 0.0)
+    adaptive = AdaptiveRate(bucket)
+    adaptive.observe(True, now=0.0)
+    assert bucket.rate == 50
+    adaptive.observe(True, now=0.5)  # at most one change a second
+    assert bucket.rate == 50
+    for second in range(1, 6):
+        adaptive.observe(True, now=float(second))
+    assert bucket.rate == 5  # floor: 5% of the configured rate
+    assert bucket.burst == 1.0  # bursts shrink with the rate
+    for second in range(6, 30):
+        adaptive.observe(False, now=float(second))
+    assert bucket.rate == 100  # back to the configured rate, never above
+
+
+def test_sender_lowers_its_rate_while_woopra_answers_429(standin):
+    from transforms.retry import RetryPolicy
+    from transforms.woopra_client import WoopraSender
+    from transforms.woopra_mapping import WoopraRequest
+    from woopra_standin import Rule
+
+    standin.set_rules([Rule(match={"event": "busy"}, statuses=[429, 200])])
+    bucket = TokenBucket(1000)
+    sender = WoopraSender(RetryPolicy(max_attempts=2, backoff_initial=0.001), limiter=bucket, max_in_flight=4)
+    try:
+        outcomes = sender.send_all([WoopraRequest(standin.url + "/ce/", (("event", "busy"), ("n", str(i))), None, {})
+                                    for i in range(10)])
+    finally:
+        sender.close()
+    assert {o.result for o in outcomes} == {"delivered_200"}
+    assert sender.rate_limited == 10
+    assert bucket.rate < 1000

@@ -19,6 +19,7 @@ import pytest
 
 from transforms.events import validate_event
 from transforms.identity import VisitorIdentity, enrich
+from transforms.rate_limit import TokenBucket
 from transforms.retry import RetryPolicy
 from transforms.woopra_client import FALLBACK_USER_AGENT, WoopraSender
 from transforms.woopra_mapping import WoopraRequest, WoopraSettings, build_request
@@ -433,8 +434,9 @@ def test_max_in_flight_requests_are_in_flight_together(make_sender):
     assert [o.result for o in outcomes] == ["delivered_200"] * 6
 
 
-class CountingLimiter:
+class CountingLimiter(TokenBucket):
     def __init__(self):
+        super().__init__(rate=1_000_000)
         self.calls = 0
         self.lock = threading.Lock()
 

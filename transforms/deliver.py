@@ -9,6 +9,7 @@ its events twice, so every outcome, good or bad, becomes an output.
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -16,11 +17,14 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.io.components.adaptive_throttler import ThrottlingSignaler
+from apache_beam.io.components.rate_limiter import RateLimiter
+from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.counters import counter
-from transforms.rate_limit import TokenBucket
+from transforms.counters import NAMESPACE, counter
+from transforms.rate_limit import ENVOY_DOMAIN, TokenBucket, envoy_rate_limiter
 from transforms.retry import RetryPolicy
 from transforms.woopra_client import DeliveryOutcome, WoopraSender
 from transforms.woopra_mapping import WoopraRequest
@@ -40,6 +44,16 @@ class DeliverySettings:
     max_in_flight: int = 32
     request_timeout: float = 10.0
     retry: RetryPolicy = RetryPolicy()
+    # Set: one limit for the whole job from this Envoy Rate Limit Service (host:port).
+    rate_limiter_address: str | None = None
+    rate_limiter_domain: str = ENVOY_DOMAIN
+    project: str = ""  # the Envoy descriptor's value
+
+    def limiter(self) -> RateLimiter:
+        """This process's limiter: Envoy's global one when configured, else a token bucket."""
+        if self.rate_limiter_address:
+            return envoy_rate_limiter(self.rate_limiter_address, self.project, self.rate_limiter_domain)
+        return TokenBucket(self.rate_limit)
 
 
 class _DeliverFn(beam.DoFn):
@@ -52,8 +66,14 @@ class _DeliverFn(beam.DoFn):
         settings = self.settings
         self.sender = _PROCESS_SENDERS.acquire(
             lambda: WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight,
-                                 TokenBucket(settings.rate_limit)),
+                                 settings.limiter()),
             tag=repr(settings))
+        # Visible in Dataflow's console: Woopra's pushback and the rate we send at because of it.
+        self.rate_limited_counter = Metrics.counter(NAMESPACE, "rate_limited_responses")
+        self.send_rate_gauge = Metrics.gauge(NAMESPACE, "send_rate_per_second")
+        self.throttling = ThrottlingSignaler(NAMESPACE)
+        self._reported_at = time.monotonic()
+        self._rate_limited_seen = self.sender.rate_limited
 
     def start_bundle(self) -> None:
         self.in_flight: collections.deque[tuple[Future[DeliveryOutcome], Any, Any]] = collections.deque()
@@ -71,9 +91,27 @@ class _DeliverFn(beam.DoFn):
     def finish_bundle(self) -> Iterator[Any]:
         while self.in_flight:
             yield self._emit(*self.in_flight.popleft())
+        self._report_pushback(force=True)
+
+    def _report_pushback(self, force: bool = False) -> None:
+        """Beam metrics must be updated on the bundle's thread: copy the sender's figures."""
+        now = time.monotonic()
+        if not force and now - self._reported_at < 1.0:
+            return
+        rate_limited = self.sender.rate_limited
+        if rate_limited > self._rate_limited_seen:
+            self.rate_limited_counter.inc(rate_limited - self._rate_limited_seen)
+            self._rate_limited_seen = rate_limited
+        bucket = self.sender.limiter
+        if isinstance(bucket, TokenBucket):
+            self.send_rate_gauge.set(int(bucket.rate))
+            if bucket.rate < bucket.configured_rate and now - self._reported_at >= 1.0:
+                self.throttling.signal_throttled(int(now - self._reported_at))
+        self._reported_at = now
 
     def _emit(self, future: Future[DeliveryOutcome], timestamp: Any, window: Any) -> Any:
         outcome = future.result()  # send() never raises
+        self._report_pushback()
         self.counters[outcome.result].inc()
         if outcome.attempts > 1:
             self.counters["retried_requests"].inc(outcome.attempts - 1)

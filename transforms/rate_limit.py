@@ -1,4 +1,10 @@
-"""Request rate limiting (SPEC §5): a thread-safe token bucket shared by a whole process."""
+"""Request rate limiting (SPEC §5), behind Beam's ``RateLimiter`` interface.
+
+- ``TokenBucket``: the job's rate (or a worker process's share of it) in one process, shared by
+  all its threads. Its ``reserve`` never blocks, so the asyncio sender can wait without a thread.
+- ``envoy_rate_limiter``: Beam's ``EnvoyRateLimiter``, one limit for the whole job across
+  workers, kept by an Envoy Rate Limit Service (``--rate_limiter_address``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,17 @@ import threading
 import time
 from collections.abc import Callable
 
+from apache_beam.io.components.rate_limiter import EnvoyRateLimiter, RateLimiter
 
-class TokenBucket:
+ENVOY_DOMAIN = "woopra"
+METRICS_NAMESPACE = "woopra"
+
+
+class TokenBucket(RateLimiter):
     """Allows ``rate`` acquisitions per second on average, with bursts of at most ``burst``.
 
-    One bucket is shared by every thread of a worker process; ``acquire`` blocks the caller until
-    its token is due, so concurrent senders together never exceed the rate.
+    One bucket is shared by every thread of a worker process, so concurrent senders together
+    never exceed the rate. ``allow`` (Beam's interface) blocks until the token is due.
     """
 
     def __init__(
@@ -21,11 +32,14 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__(namespace=METRICS_NAMESPACE)
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.rate = float(rate)
         # A small burst keeps every 1-second window close to the rate (no startup spike).
+        self._auto_burst = burst is None
         self.burst = float(burst) if burst is not None else max(1.0, self.rate / 20)
+        self.configured_rate = self.rate
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -51,6 +65,11 @@ class TokenBucket:
             self._sleep(wait)
         return wait
 
+    def allow(self, **kwargs: object) -> bool:
+        """Beam's ``RateLimiter`` interface: wait for a token, then allow."""
+        self.acquire()
+        return True
+
     def set_rate(self, rate: float) -> None:
         """Change the rate (adaptive back-off); tokens already earned are kept."""
         if rate <= 0:
@@ -60,3 +79,47 @@ class TokenBucket:
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
             self.rate = float(rate)
+            if self._auto_burst:  # keep bursts proportional: a lowered rate gets a lower burst
+                self.burst = max(1.0, self.rate / 20)
+                self._tokens = min(self._tokens, self.burst)
+
+
+class AdaptiveRate:
+    """Back off when Woopra answers 429, recover when it stops (additive increase, halving).
+
+    A 429 halves the bucket's rate (at most once a second, never below 5% of the configured
+    rate); each second without one gives back 10% of the configured rate until it is reached.
+    """
+
+    FLOOR = 0.05
+    DECREASE = 0.5
+    RECOVER = 0.10
+
+    def __init__(self, bucket: TokenBucket) -> None:
+        self.bucket = bucket
+        self._changed_at = float("-inf")
+
+    def observe(self, rate_limited: bool, now: float) -> None:
+        """Record one answer from Woopra at time ``now`` (seconds, monotonic)."""
+        if now - self._changed_at < 1.0:
+            return
+        configured, current = self.bucket.configured_rate, self.bucket.rate
+        if rate_limited:
+            lowered = max(configured * self.FLOOR, current * self.DECREASE)
+            if lowered < current:
+                self.bucket.set_rate(lowered)
+                self._changed_at = now
+        elif current < configured:
+            self.bucket.set_rate(min(configured, current + configured * self.RECOVER))
+            self._changed_at = now
+
+
+def envoy_rate_limiter(address: str, project: str, domain: str = ENVOY_DOMAIN) -> EnvoyRateLimiter:
+    """Beam's global limiter: every request asks the Envoy RLS at ``address`` for one hit of the
+    descriptor ``woopra_project=<project>`` in ``domain``; the RLS config holds the limit."""
+    return EnvoyRateLimiter(
+        service_address=address,
+        domain=domain,
+        descriptors=[{"woopra_project": project}],
+        namespace=METRICS_NAMESPACE,
+    )

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp
+from apache_beam.io.components.rate_limiter import RateLimiter
 from yarl import URL
 
 from transforms.dead_letters import DeadLetter
-from transforms.rate_limit import TokenBucket
+from transforms.rate_limit import AdaptiveRate, TokenBucket
 from transforms.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.woopra_mapping import WoopraRequest
 
@@ -94,7 +95,7 @@ class WoopraSender:
         policy: RetryPolicy,
         request_timeout: float = 10.0,
         max_in_flight: int = 32,
-        limiter: TokenBucket | None = None,
+        limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy
@@ -103,6 +104,9 @@ class WoopraSender:
         self.limiter = limiter
         self._sleep = sleep
         self._rng = random.Random()
+        # With a local bucket, Woopra's 429s lower its rate for a while (see AdaptiveRate).
+        self.adaptive = AdaptiveRate(limiter) if isinstance(limiter, TokenBucket) else None
+        self.rate_limited = 0  # 429 answers seen, read by the DoFn for its metrics
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="woopra-sender", daemon=True)
         self._thread.start()
@@ -145,10 +149,13 @@ class WoopraSender:
         while True:
             attempts += 1
             retry_after: float | None = None
-            if self.limiter is not None:
-                await asyncio.sleep(self.limiter.reserve())
+            await self._wait_for_permission()
             try:
                 status, body, retry_after_header = await self._attempt(request)
+                if status == 429:
+                    self.rate_limited += 1
+                if self.adaptive is not None:
+                    self.adaptive.observe(status == 429, time.monotonic())
                 verdict = classify_status(status)
                 if verdict is Verdict.DELIVERED:
                     return DeliveryOutcome(request, delivered_key(status), status, attempts,
@@ -169,6 +176,15 @@ class WoopraSender:
                 return DeliveryOutcome(request, "retries_exhausted", status, attempts, error, body,
                                        time.monotonic() - started)
             await self._wait(delay)
+
+    async def _wait_for_permission(self) -> None:
+        """The rate limit: a local token bucket, or a blocking global limiter such as Envoy's."""
+        if self.limiter is None:
+            return
+        if isinstance(self.limiter, TokenBucket):
+            await asyncio.sleep(self.limiter.reserve())
+        else:  # a blocking limiter (Envoy RLS over gRPC): wait on a thread, not on the loop
+            await self._loop.run_in_executor(None, self.limiter.allow)
 
     def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
         """Start sending one request; the future completes with its outcome."""
