@@ -2,4 +2,6 @@
 
 from pipeline.launcher import main
 
-main()
+# Guarded: a spawned child process (the delivery process) imports this module again.
+if __name__ == "__main__":
+    main()

@@ -71,6 +71,8 @@ class WoopraOptions(PipelineOptions):
         add("--runner_config", help="YAML file of option defaults (see runner_configs/); flags win.")
         add("--rate_limiter_address", help="host:port of an Envoy Rate Limit Service: one limit for the job.")
         add("--rate_limiter_domain", default="woopra", help="Envoy RLS domain (descriptor woopra_project=P).")
+        add("--delivery_process", default="on",
+            help="on (default): send from a child process, on a core of its own; off: in the worker.")
         add("--rate_limit_processes",
             help="Worker processes sharing --rate_limit (each gets an equal share); default: the local "
                  "runner's process count, or --max_num_workers/--num_workers on Dataflow.")
@@ -277,6 +279,12 @@ def _is_resource(path: str, collection: str) -> bool:
     return len(parts) == 4 and parts[0] == "projects" and parts[2] == collection and all(parts)
 
 
+def _on_off(option: str, value: str) -> bool:
+    if str(value).lower() not in ("on", "off"):
+        raise OptionsError(f"--{option} must be on or off, got {value!r}")
+    return str(value).lower() == "on"
+
+
 def _categories(value: str) -> tuple[str, ...]:
     categories = tuple(c.strip().lower() for c in value.split(",") if c.strip())
     if not categories:
@@ -327,6 +335,7 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
         raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
     delivery = DeliverySettings(
         rate_limit=rate_limit / processes,
+        separate_process=_on_off("delivery_process", opts.delivery_process),
         rate_limiter_address=address,
         rate_limiter_domain=opts.rate_limiter_domain or "woopra",
         project=project.strip(),

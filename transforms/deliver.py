@@ -24,12 +24,16 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.counters import NAMESPACE, counter
+from transforms.delivery_process import DeliveryProcess
 from transforms.rate_limit import ENVOY_DOMAIN, TokenBucket, envoy_rate_limiter
 from transforms.retry import RetryPolicy
 from transforms.woopra_client import DeliveryOutcome, WoopraSender
 from transforms.woopra_mapping import WoopraRequest
 
 DEAD_LETTERS = "dead_letters"
+# Requests handed to the sender per concurrent slot: enough queued that every slot has its next
+# request ready while answers travel back (through a pipe, with the delivery process).
+QUEUED_PER_SLOT = 8
 # One sender per worker process, shared by every DoFn instance and thread in it: one token
 # bucket holds the rate for the whole process, and keep-alive connections outlive bundles
 # (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
@@ -48,12 +52,20 @@ class DeliverySettings:
     rate_limiter_address: str | None = None
     rate_limiter_domain: str = ENVOY_DOMAIN
     project: str = ""  # the Envoy descriptor's value
+    # Send from a child process, on a core of its own (see transforms/delivery_process.py).
+    separate_process: bool = True
 
     def limiter(self) -> RateLimiter:
         """This process's limiter: Envoy's global one when configured, else a token bucket."""
         if self.rate_limiter_address:
             return envoy_rate_limiter(self.rate_limiter_address, self.project, self.rate_limiter_domain)
         return TokenBucket(self.rate_limit)
+
+
+def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
+    if settings.separate_process:
+        return DeliveryProcess(settings)
+    return WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight, settings.limiter())
 
 
 class _DeliverFn(beam.DoFn):
@@ -64,10 +76,7 @@ class _DeliverFn(beam.DoFn):
 
     def setup(self) -> None:
         settings = self.settings
-        self.sender = _PROCESS_SENDERS.acquire(
-            lambda: WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight,
-                                 settings.limiter()),
-            tag=repr(settings))
+        self.sender = _PROCESS_SENDERS.acquire(lambda: _new_sender(settings), tag=repr(settings))
         # Visible in Dataflow's console: Woopra's pushback and the rate we send at because of it.
         self.rate_limited_counter = Metrics.counter(NAMESPACE, "rate_limited_responses")
         self.send_rate_gauge = Metrics.gauge(NAMESPACE, "send_rate_per_second")
@@ -84,7 +93,7 @@ class _DeliverFn(beam.DoFn):
         self.in_flight.append((self.sender.submit(request), timestamp, window))
         # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
         while self.in_flight and (
-            len(self.in_flight) >= 2 * self.settings.max_in_flight or self.in_flight[0][0].done()
+            len(self.in_flight) >= QUEUED_PER_SLOT * self.settings.max_in_flight or self.in_flight[0][0].done()
         ):
             yield self._emit(*self.in_flight.popleft())
 
