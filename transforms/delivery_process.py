@@ -14,12 +14,10 @@ Same interface as ``WoopraSender`` (``submit``, ``send``, ``send_all``, ``close`
 
 from __future__ import annotations
 
-import functools
 import itertools
 import multiprocessing
 import threading
 import weakref
-from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +48,10 @@ class _Batcher:
     def add(self, item: Any) -> None:
         with self._lock:
             self._items.append(item)
-            full = len(self._items) >= BATCH
-        if full:
+            count = len(self._items)
+        if count >= BATCH:
             self.flush()
-        else:
+        elif count == 1:  # wake the flusher once per batch, not once per item
             self._wake.set()
 
     def flush(self) -> None:
@@ -87,21 +85,41 @@ class _Batcher:
 
 
 def _serve(connection: Connection, settings: DeliverySettings) -> None:
-    """The child: send every request that arrives, answer each with its outcome."""
+    """The child: send every request that arrives, answer each with its outcome.
+
+    This process's main thread only reads the pipe; everything else happens on the sender's
+    event loop thread, one wake-up per batch of requests, so the two barely contend.
+    """
     sender = WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight, settings.limiter())
-    answers = _Batcher(connection)
+    answers: list[tuple] = []
+    flush_pending = False
+    submitted = answered = 0  # written by the main thread / the loop thread only
+    all_answered = threading.Event()
+    stopping = False
 
-    def answer(request_id: int, future: Future[DeliveryOutcome]) -> None:
-        outcome = future.result()
-        answers.add((request_id, outcome.result, outcome.status, outcome.attempts, outcome.error,
-                     outcome.response_body, outcome.elapsed_seconds, sender.rate_limited))
+    def flush() -> None:  # on the loop thread
+        nonlocal flush_pending
+        flush_pending = False
+        if answers:
+            batch = answers[:]
+            answers.clear()
+            try:
+                connection.send(batch)
+            except (OSError, EOFError, ValueError):
+                pass  # the parent is gone: nobody to answer
+        if stopping and answered == submitted:
+            all_answered.set()
 
-    outstanding: set[Future[DeliveryOutcome]] = set()
-    outstanding_lock = threading.Lock()
-
-    def forget(future: Future[DeliveryOutcome]) -> None:
-        with outstanding_lock:
-            outstanding.discard(future)
+    def on_outcome(request_id: int, outcome: DeliveryOutcome) -> None:  # on the loop thread
+        nonlocal flush_pending, answered
+        answered += 1
+        answers.append((request_id, outcome.result, outcome.status, outcome.attempts, outcome.error,
+                        outcome.response_body, outcome.elapsed_seconds, sender.rate_limited))
+        if len(answers) >= BATCH or (stopping and answered == submitted):
+            flush()
+        elif not flush_pending:
+            flush_pending = True
+            sender.call_soon(flush, FLUSH_SECONDS)
 
     try:
         while True:
@@ -111,17 +129,13 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
                 break  # the parent is gone
             if batch is None:
                 break  # the parent asks us to stop: finish what was sent first
-            for request_id, url, params, user_agent in batch:
-                future = sender.submit(WoopraRequest(url, params, user_agent, {}))
-                with outstanding_lock:
-                    outstanding.add(future)
-                future.add_done_callback(forget)
-                future.add_done_callback(functools.partial(answer, request_id))
-        with outstanding_lock:
-            unfinished = list(outstanding)
-        futures.wait(unfinished, timeout=settings.retry.max_retry_seconds + 60)
+            submitted += len(batch)
+            sender.submit_many([(request_id, WoopraRequest(url, params, user_agent, {}))
+                                for request_id, url, params, user_agent in batch], on_outcome)
+        stopping = True
+        sender.call_soon_threadsafe(flush)
+        all_answered.wait(timeout=settings.retry.max_retry_seconds + 60)
     finally:
-        answers.close()
         connection.close()  # the parent's reader sees EOF
         sender.close()
 

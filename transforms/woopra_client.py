@@ -116,6 +116,7 @@ class WoopraSender:
 
     async def _open(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
         connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -182,13 +183,40 @@ class WoopraSender:
         if self.limiter is None:
             return
         if isinstance(self.limiter, TokenBucket):
-            await asyncio.sleep(self.limiter.reserve())
+            wait = self.limiter.reserve()
+            if wait > 0:  # no needless trip through the event loop when a token is ready
+                await asyncio.sleep(wait)
         else:  # a blocking limiter (Envoy RLS over gRPC): wait on a thread, not on the loop
             await self._loop.run_in_executor(None, self.limiter.allow)
 
     def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
         """Start sending one request; the future completes with its outcome."""
         return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
+
+    def submit_many(
+        self, batch: list[tuple[int, WoopraRequest]], on_outcome: Callable[[int, DeliveryOutcome], None]
+    ) -> None:
+        """Start sending a batch with one wake-up of the loop; ``on_outcome(key, outcome)`` is
+        called on the loop's thread as each one completes."""
+
+        async def deliver_and_report(key: int, request: WoopraRequest) -> None:
+            on_outcome(key, await self.deliver(request))
+
+        def start() -> None:
+            for key, request in batch:
+                task = self._loop.create_task(deliver_and_report(key, request))
+                self._tasks.add(task)  # the loop keeps only weak references to tasks
+                task.add_done_callback(self._tasks.discard)
+
+        self._loop.call_soon_threadsafe(start)
+
+    def call_soon(self, callback: Callable[[], None], delay: float = 0.0) -> None:
+        """Run ``callback`` on the loop's thread after ``delay`` seconds; call from that thread."""
+        self._loop.call_later(delay, callback)
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop's thread; call from any thread."""
+        self._loop.call_soon_threadsafe(callback)
 
     def send(self, request: WoopraRequest) -> DeliveryOutcome:
         """Send one request and wait for its outcome."""
