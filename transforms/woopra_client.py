@@ -136,6 +136,9 @@ class WoopraSender:
 
     async def _attempt(self, request: WoopraRequest) -> tuple[int, str, str | None]:
         async with self._slots:
+            # The token is taken once a connection slot is free, right before sending: a request
+            # holding a token while it waits for a slot would go out late, bunched with others.
+            await self._wait_for_permission()
             async with self._session.get(encoded_url(request), headers=request.headers,
                                          allow_redirects=False) as response:
                 body = await response.text(errors="replace")
@@ -150,7 +153,6 @@ class WoopraSender:
         while True:
             attempts += 1
             retry_after: float | None = None
-            await self._wait_for_permission()
             try:
                 status, body, retry_after_header = await self._attempt(request)
                 if status == 429:

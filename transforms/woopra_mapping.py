@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from itertools import chain
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -61,15 +62,21 @@ class WoopraSettings:
     property_renames: Mapping[str, str] = field(default_factory=lambda: dict(PRESET_PROPERTY_RENAMES))
     trait_renames: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    # Cached: read for every event (a frozen dataclass's cached_property writes its __dict__).
+    @cached_property
     def event_url(self) -> str:
         """``{endpoint}/ce/``: page and track calls."""
         return self.endpoint.rstrip("/") + "/ce/"
 
-    @property
+    @cached_property
     def identify_url(self) -> str:
         """``{endpoint}/identify/``: visitor-only trait updates."""
         return self.endpoint.rstrip("/") + "/identify/"
+
+    @cached_property
+    def timeout_param(self) -> str:
+        """``timeout`` as sent."""
+        return str(self.timeout_ms)
 
 
 @dataclass(frozen=True)
@@ -174,15 +181,18 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
     """Map one enriched event to its Woopra request (or say why it is not sent)."""
     original = event.original
     is_identify = event.type == "identify"
-    event_name = None if is_identify else woopra_event_name(event, settings)
-    if not is_identify and event_name is None:
-        return Skipped("dropped_unmapped", f"unmapped event {event.name!r}")
+    if is_identify:
+        event_name = None
+    else:
+        event_name = woopra_event_name(event, settings)
+        if event_name is None:
+            return Skipped("dropped_unmapped", f"unmapped event {event.name!r}")
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     base: dict[str, str] = {
         "project": settings.project,
         "response": "json",
-        "timeout": str(settings.timeout_ms),
+        "timeout": settings.timeout_param,
         "ce_app": settings.app,
     }
     if event_name is not None:
