@@ -15,7 +15,18 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness import PYTHON, Nginx, delivery_rate, events_file, median, request_urls, run_pipeline, timed
+from harness import (
+    PYTHON,
+    Nginx,
+    delivery_rate,
+    events_file,
+    free_port,
+    load_average,
+    median,
+    request_urls,
+    run_pipeline,
+    timed,
+)
 
 CONCURRENCY = 32
 
@@ -30,7 +41,8 @@ def main() -> None:
         args.events, args.runs = 2_000, 1
     events = events_file(args.events)
     raw_rates, pipe_rates, pipe_delivery_rates, cpu_per_1000 = [], [], [], []
-    with Nginx() as nginx, tempfile.TemporaryDirectory() as tmp:
+    load_before = load_average()
+    with Nginx(free_port()) as nginx, tempfile.TemporaryDirectory() as tmp:
         urls = Path(tmp) / "urls.txt"
         sent = request_urls(events, nginx.url, urls)
         for _ in range(args.runs):
@@ -55,6 +67,7 @@ def main() -> None:
         "median_raw": round(raw_median), "median_pipeline": round(pipe_median),
         "ratio_pipeline_to_raw": round(pipe_median / raw_median, 3),
         "ratio_delivery_phase_to_raw": round(median(pipe_delivery_rates) / raw_median, 3),
+        "load_average_before": load_before, "load_average_after": load_average(),
     }))
 
 

@@ -31,8 +31,11 @@ def events_file(count: int) -> Path:
     """A generated JSON-lines file of ``count`` events (made once, kept under benchmarks/data/)."""
     path = DATA / f"events-{count}.jsonl"
     if not path.exists():
-        subprocess.run([PYTHON, str(ROOT / "benchmarks" / "generate_events.py"), str(count), str(path)],
+        # Written under another name first, so a concurrent benchmark never reads half a file.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        subprocess.run([PYTHON, str(ROOT / "benchmarks" / "generate_events.py"), str(count), str(partial)],
                        check=True, stdout=subprocess.DEVNULL, timeout=1800)
+        os.replace(partial, path)
     return path
 
 
@@ -241,3 +244,54 @@ def request_urls(events_path: Path, endpoint: str, out: Path) -> int:
                     handle.write(str(encoded_url(request)) + "\n")
                     count += 1
     return count
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now (so concurrent benchmarks never share an nginx)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def log_times(path: Path) -> list[float]:
+    """Receive times from an nginx access log (``$msec ...`` lines), read line by line: for logs
+    too big to hold as one string (a million requests is ~1 GB of query strings)."""
+    times: list[float] = []
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                times.append(float(line.split(b" ", 1)[0]))
+    return times
+
+
+def drain_nginx_log(nginx: Nginx) -> list[float]:
+    """Flush nginx's log, return its receive times (streamed) and empty it, ready for the next run."""
+    nginx.process.send_signal(signal.SIGUSR1)  # reopen logs: flushes the buffer
+    time.sleep(0.3)
+    times = log_times(nginx.log)
+    with nginx.log.open("w"):
+        pass  # nginx appends (O_APPEND), so truncating in place is safe
+    return times
+
+
+def load_average() -> float:
+    """The 1-minute load average (the machine is shared: reported beside every result)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def summary_delivered(summary: dict) -> int:
+    return int(summary.get("delivered_200", 0)) + int(summary.get("delivered_202", 0))
+
+
+def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float]:
+    """Like max_window, plus where that window starts: seconds after the first request."""
+    times = sorted(times)
+    best, best_start, start = 0, 0.0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= seconds:
+            start += 1
+        if end - start + 1 > best:
+            best, best_start = end - start + 1, times[start] - times[0]
+    return best, best_start

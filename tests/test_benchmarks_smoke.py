@@ -1,0 +1,83 @@
+"""Smoke tests of the benchmarks: each script runs with ``--smoke`` (tiny size, one run) and prints
+one JSON line with its figures. No timing thresholds here: CI machines are too noisy for that;
+BENCHMARKS.md has the measured numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+HAS_NGINX = bool(shutil.which("nginx")) or Path("/usr/sbin/nginx").exists()
+needs_nginx = pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed (apt-get install nginx-light)")
+
+
+def run_smoke(script: str) -> dict:
+    """Run ``benchmarks/SCRIPT --smoke`` from its own folder; return its JSON line."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, script, "--smoke"], cwd=BENCHMARKS, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"{script} printed no JSON line:\n{done.stdout[-2000:]}"
+    return json.loads(lines[-1])
+
+
+def assert_keys(result: dict, *keys: str) -> None:
+    missing = [key for key in keys if key not in result]
+    assert not missing, f"missing keys {missing} in {result}"
+
+
+@needs_nginx
+def test_bench_throughput_smoke() -> None:
+    result = run_smoke("bench_throughput.py")
+    assert result["benchmark"] == "throughput"
+    assert_keys(result, "events", "requests", "runs", "raw_aiohttp_per_second", "pipeline_events_per_second_end_to_end",
+                "pipeline_delivery_phase_per_second", "median_raw", "median_pipeline", "ratio_pipeline_to_raw")
+    assert result["requests"] > 0 and result["runs"] == 1
+
+
+def test_bench_latency_smoke() -> None:
+    result = run_smoke("bench_latency.py")
+    assert result["benchmark"] == "latency"
+    assert_keys(result, "events", "requests", "reference_ceiling_per_second", "target_per_second",
+                "naive_per_second", "pipeline_delivery_per_second", "pipeline_events_per_second_end_to_end",
+                "median_naive", "median_pipeline_delivery", "ratio_pipeline_to_naive", "pass_delivery_target")
+    assert result["reference_ceiling_per_second"] == 1280 and result["requests"] == 500
+
+
+def test_bench_rate_limit_smoke() -> None:
+    result = run_smoke("bench_rate_limit.py")
+    assert result["benchmark"] == "rate_limit"
+    assert_keys(result, "seconds", "runs", "rates", "pass")
+    (rate,) = result["rates"]
+    assert rate["rate"] == 200 and rate["requests"] == 600
+    assert_keys(rate, "achieved_per_second", "max_1s_window", "median_achieved_over_r", "median_max_window_over_r",
+                "reference_unthrottled_per_second", "pass_rate_within_3pct", "pass_max_window_le_110pct")
+
+
+@needs_nginx
+def test_bench_scale_smoke() -> None:
+    result = run_smoke("bench_scale.py")
+    assert result["benchmark"] == "scale"
+    assert result["sizes"] == [1000, 3000]
+    assert_keys(result, "results", "ratio_largest_to_smallest_per_event", "pass_rss_below_2gib")
+    for size in result["results"]:
+        for mode in ("dry_run", "delivered"):
+            assert_keys(size[mode], "median_wall_seconds", "median_cpu_seconds", "max_peak_rss_mb",
+                        "wall_ms_per_event", "cpu_ms_per_event", "pass_rss_below_2gib")
+
+
+def test_bench_mapping_smoke() -> None:
+    result = run_smoke("bench_mapping.py")
+    assert result["benchmark"] == "mapping"
+    assert_keys(result, "events", "events_per_second", "ratio_to_json_loads", "pass_build_request_target")
+    assert set(result["events_per_second"]) >= {"parse", "consent", "identity", "build_request", "whole_chain"}
+    assert result["events"] == 1000
