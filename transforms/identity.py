@@ -61,7 +61,7 @@ def enrich_in_order(
     """
     enriched: list[Event] = []
     for event in sorted(events, key=lambda e: e.timestamp_ms):
-        if identity.last_seen_ms and event.timestamp_ms - identity.last_seen_ms > ttl_ms:
+        if identity.idle_longer_than(ttl_ms, event.timestamp_ms):
             identity = VisitorIdentity()
         enriched.append(enrich(event, identity))
     return enriched, identity
