@@ -1,19 +1,21 @@
 """The event debugger: ``python -m pipeline.debug EVENT_FILE|-``.
 
-Shows what the job does with each event of a file, stage by stage, as Datafly Signal's event
-debugger does: the input, the parse result, the consent decision, the identity applied, the
-Woopra mapping and the exact request; with ``--send`` it sends the request and shows Woopra's
-answer. Every stage runs the job's own rules (``transforms/``) with the job's own option
-validation, so what the debugger shows is what the job would do. Personal data (emails, IPs,
-cookies) is redacted unless ``--show-pii`` is given.
+Shows what the job does with each event of a file (read as the job reads it: JSON lines, ``.gz``
+too, or Parquet), stage by stage, as Datafly Signal's event debugger does: the input, the parse
+result, the consent decision, the identity applied, the Woopra mapping and the exact request;
+with ``--send`` it sends the request and shows Woopra's answer. Every stage runs the job's own
+rules (``transforms/``) with the job's own option validation, so what the debugger shows is what
+the job would do. Personal data (emails, IPs, cookies) is redacted unless ``--show-pii`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,8 +28,18 @@ from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
 from transforms.consent import ConsentDecision, ConsentPolicy, decide_consent
 from transforms.dead_letters import RESPONSE_BODY_LIMIT, cut_utf8
-from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, is_dead_letter, parse_input
+from transforms.events import (
+    Event,
+    InvalidInput,
+    NotReplayed,
+    RawInput,
+    Unsupported,
+    decode_nested_json,
+    is_dead_letter,
+    parse_input,
+)
 from transforms.identity import VisitorIdentity, enrich
+from transforms.read_events import json_line_records, records_from_path
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
     PAGE_EVENT,
@@ -90,7 +102,7 @@ class EventTrace:
 
     index: int  # 1-based position in the file
     source: str
-    input: Any  # the decoded object, or the text when it is not JSON
+    input: Any  # the decoded object (a Parquet row as the job decodes it), or the text when it is not JSON
     parse: Any = None  # Event | InvalidInput | Unsupported | NotReplayed
     consent: ConsentDecision | None = None
     identity: IdentityTrace | None = None
@@ -118,28 +130,47 @@ class EventTrace:
 
 # ----- reading ------------------------------------------------------------------------------------
 
-def read_inputs(path: str) -> list[tuple[str, Any]]:
-    """The inputs of a file (``-``: stdin): one JSON object, a JSON array, or JSON lines."""
+def read_inputs(path: str) -> list[RawInput]:
+    """The inputs of a file as the job reads them (JSON lines, ``.gz`` too, or Parquet; ``-``: stdin).
+
+    A text input holding one JSON object or one JSON array, however it is laid out over lines,
+    gives that object or each item of the array, so that an event pasted from elsewhere works.
+    """
     name = "stdin" if path == "-" else path
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise DebugOptionsError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DebugOptionsError(f"{path} is not UTF-8 text: {exc.reason}") from None
+        if path == "-":
+            records = list(json_line_records(io.BytesIO(sys.stdin.read().encode("utf-8")), name))
+        else:
+            records = list(records_from_path(path))
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        # A missing file, or one that is not what its name says (bad gzip, not Parquet).
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DebugOptionsError(f"cannot read {path}: {reason}") from None
+    return _whole_document(records, name) or records
+
+
+def _whole_document(records: list[RawInput], name: str) -> list[RawInput]:
+    """The object, or the array's items, when the lines of a text input together are one JSON document."""
+    lines = [record.payload for record in records if isinstance(record.payload, bytes)]
+    if not lines or len(lines) < len(records):
+        return []  # nothing read, or Parquet rows
+    text = b"\n".join(lines)
     try:
         document = json.loads(text)
     except ValueError:
-        document = None
-    if isinstance(document, dict):
-        return [(name, text.strip())]
+        return []
+    if isinstance(document, dict) and len(records) > 1:  # one line is already the job's own record
+        return [RawInput(text, name)]
     if isinstance(document, list):
-        return [(f"{name}[{i}]", json.dumps(item)) for i, item in enumerate(document)]
-    return [(f"{name}:{number}", line.strip()) for number, line in enumerate(text.splitlines(), start=1)
-            if line.strip()]
+        return [RawInput(json.dumps(item), f"{name}[{i}]") for i, item in enumerate(document)]
+    return []
 
 
-def _decoded(text: str) -> Any:
+def _decoded(payload: str | bytes | dict[str, Any]) -> Any:
+    """The input as the job decodes it: a Parquet row with its JSON-string columns, JSON, or else the text."""
+    if isinstance(payload, dict):
+        return decode_nested_json(payload)
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
     try:
         return json.loads(text)
     except ValueError:
@@ -149,7 +180,7 @@ def _decoded(text: str) -> Any:
 # ----- tracing: the job's rules, one stage at a time ---------------------------------------------
 
 def trace_events(
-    inputs: Sequence[tuple[str, str]], woopra: WoopraSettings, consent: ConsentPolicy, ttl_days: float,
+    inputs: Sequence[RawInput], woopra: WoopraSettings, consent: ConsentPolicy, ttl_days: float,
     replay_reasons: frozenset[str] | None = None, now_ms: int | None = None,
 ) -> list[EventTrace]:
     """Run parse, consent, identity and mapping over a file's inputs as the batch job would.
@@ -161,9 +192,9 @@ def trace_events(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     traces: list[EventTrace] = []
     by_visitor: dict[str, list[EventTrace]] = {}
-    for index, (source, text) in enumerate(inputs, start=1):
-        trace = EventTrace(index, source, _decoded(text))
-        trace.parse = parse_input(RawInput(text, source), now_ms, replay_reasons)
+    for index, raw in enumerate(inputs, start=1):
+        trace = EventTrace(index, raw.source, _decoded(raw.payload))
+        trace.parse = parse_input(raw, now_ms, replay_reasons)
         if isinstance(trace.parse, Event):
             trace.consent = decide_consent(trace.parse.original, consent)
             if trace.consent.outcome.allowed:
@@ -254,7 +285,7 @@ def _shown(key: str, value: Any, show_pii: bool) -> Any:
 
 
 def _text_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _mapping_note(event: Event, settings: WoopraSettings) -> str:
@@ -286,8 +317,10 @@ def _provenance_note(item: Provenance) -> str:
 def _input_lines(shown: Any) -> list[str]:
     """An object one top-level key a line (values as compact JSON); text as it is."""
     if not isinstance(shown, dict):
-        return [shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False)]
-    items = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}" for key, value in shown.items()]
+        return [shown if isinstance(shown, str) else json.dumps(shown, ensure_ascii=False, default=str)]
+    # default=str: Parquet rows may hold values JSON has no type for (timestamps, decimals).
+    items = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False, default=str)}"
+             for key, value in shown.items()]
     return ["{"] + [item + ("," if i < len(items) - 1 else "") for i, item in enumerate(items)] + ["}"]
 
 
@@ -442,7 +475,8 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser = _Parser(prog="python -m pipeline.debug", allow_abbrev=False,
                      description="Show what the job does with each event of a file, stage by stage.")
     add = parser.add_argument
-    add("event_file", metavar="EVENT_FILE|-", help="JSON lines, one JSON object, or - for stdin.")
+    add("event_file", metavar="EVENT_FILE|-",
+        help="An input file of the job (JSON lines, .gz too, or Parquet), one JSON object or array, or - for stdin.")
     for flag in ("--config", "--woopra_project", "--woopra_endpoint", "--woopra_timeout", "--consent_categories",
                  "--consent_default", "--identity_ttl_days", "--request_timeout", "--replay_reasons"):
         add(flag, help="As for the job (python -m pipeline --help).")
@@ -451,8 +485,8 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         help="Show emails, IPs and cookies in full (redacted by default).")
     add("--json", action="store_true", help="One JSON object per event instead of text.")
     add("--events", metavar="N[,N...]",
-        help="Show (and --send) only these events, by position in the file (1 = first); every event still "
-             "counts for identity.")
+        help="Show (and --send) only these events, by position in the file (1 = first; a Parquet file's row "
+             "number); every event still counts for identity.")
     return parser.parse_args(list(argv))
 
 
@@ -496,7 +530,7 @@ def run(argv: Sequence[str]) -> int:
         send_requests(traces, job.delivery.request_timeout)
     for trace in traces:
         if args.json:
-            print(json.dumps(trace_record(trace, args.show_pii), ensure_ascii=False))
+            print(json.dumps(trace_record(trace, args.show_pii), ensure_ascii=False, default=str))
         else:
             print(format_trace(trace, len(every), job.woopra, job.consent, args.show_pii))
             print()

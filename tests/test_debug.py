@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
 import sys
+from datetime import datetime, timezone
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline import debug
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT, SAMPLES, subprocess_env
 from tests.test_end_to_end import SEED_PURCHASE, SEED_USER_AGENT
 from transforms.consent import ConsentPolicy
+from transforms.events import RawInput
 from transforms.woopra_mapping import WoopraRequest, WoopraSettings
 from woopra_standin import Rule
 
@@ -157,7 +162,8 @@ SETTINGS = WoopraSettings(project="mywebsite.com")
 
 
 def trace(*events: dict, policy: ConsentPolicy = ConsentPolicy()) -> list[debug.EventTrace]:
-    return debug.trace_events([(f"f:{i}", json.dumps(e)) for i, e in enumerate(events, 1)], SETTINGS, policy, 30.0)
+    return debug.trace_events([RawInput(json.dumps(e), f"f:{i}") for i, e in enumerate(events, 1)], SETTINGS, policy,
+                              30.0)
 
 
 def test_identity_is_applied_in_event_time_order_whatever_the_file_order():
@@ -195,7 +201,8 @@ def test_filtered_events_teach_nothing_and_outcomes_are_the_summary_keys():
 def test_dead_letter_records_are_replayed_or_skipped_like_the_job_does():
     record = {"reason": "rejected", "error": "HTTP 400", "status": 400, "failed_at": "2026-11-26T10:00:00Z",
               "event": SEED_ORDER, "raw": None}
-    inputs = [("dl:1", json.dumps(record)), ("dl:2", json.dumps(dict(record, reason="retries_exhausted")))]
+    inputs = [RawInput(json.dumps(record), "dl:1"),
+              RawInput(json.dumps(dict(record, reason="retries_exhausted")), "dl:2")]
     replayed, skipped = debug.trace_events(inputs, SETTINGS, ConsentPolicy(), 30.0, frozenset({"rejected"}))
     assert replayed.outcome == "would_send" and skipped.outcome == "skipped_replay"
     text = debug.format_trace(replayed, 2, SETTINGS, ConsentPolicy(), False)
@@ -210,8 +217,8 @@ def test_read_inputs_takes_one_object_an_array_or_json_lines(tmp_path):
     lines = tmp_path / "lines.jsonl"
     lines.write_text(json.dumps(SEED_IDENTIFY) + "\n\n{broken\n")
     assert len(debug.read_inputs(str(one))) == 1
-    assert [s for s, _ in debug.read_inputs(str(many))] == [f"{many}[0]", f"{many}[1]"]
-    assert [s for s, _ in debug.read_inputs(str(lines))] == [f"{lines}:1", f"{lines}:3"]
+    assert [r.source for r in debug.read_inputs(str(many))] == [f"{many}[0]", f"{many}[1]"]
+    assert [r.source for r in debug.read_inputs(str(lines))] == [f"{lines}:1", f"{lines}:3"]
 
 
 def test_events_option_shows_only_the_chosen_events_but_all_teach_identity(seed_file, capsys):
@@ -220,3 +227,95 @@ def test_events_option_shows_only_the_chosen_events_but_all_teach_identity(seed_
     assert only["index"] == 2 and only["request"]["params"]["cv_email"] == "j***@example.com"
     assert debug.run([str(seed_file), "--woopra_project", "p", "--events", "3"]) == 2
     assert "error: --events must be positions from 1 to 2, got '3'" in capsys.readouterr().err
+
+
+# ----- the job's input formats: JSON lines, gzipped JSON lines, Parquet -----------------------------
+
+SAMPLE_PURCHASE = 6  # samples/events.jsonl's seed purchase, by position
+
+
+@pytest.fixture
+def sample_files(tmp_path):
+    """The sample events as .jsonl, .jsonl.gz and .parquet (its one undecodable line left out)."""
+    events = []
+    for line in (SAMPLES / "events.jsonl").read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            pass  # a Parquet file holds only objects
+    plain, gzipped, parquet = tmp_path / "events.jsonl", tmp_path / "events.jsonl.gz", tmp_path / "events.parquet"
+    text = "".join(json.dumps(event) + "\n" for event in events)
+    plain.write_text(text)
+    with gzip.open(gzipped, "wt") as handle:
+        handle.write(text)
+    # The purchase's own keys first, so its row reads back in its key order; nested objects as JSON
+    # strings, which the job decodes (struct columns would add every other row's keys as nulls).
+    columns = list(events[SAMPLE_PURCHASE - 1]) + [key for event in events for key in event]
+    pq.write_table(pa.table({
+        key: [json.dumps(e[key]) if isinstance(e.get(key), dict) else e.get(key) for e in events]
+        for key in dict.fromkeys(columns)
+    }), parquet)
+    return plain, gzipped, parquet
+
+
+def shown(path, capsys, *args: str) -> str:
+    assert debug.run([str(path), "--config", str(SAMPLES / "mapping.yaml"), *args]) == 0
+    return capsys.readouterr().out
+
+
+def without_file_name(output: str, source_prefix: str) -> str:
+    """The output with the sources' file name taken out (the rule under a title is as long as the title)."""
+    return re.sub("─+", "─", output.replace(source_prefix, "FILE:"))
+
+
+def test_gzipped_json_lines_show_exactly_what_the_plain_file_shows(sample_files, capsys):
+    plain, gzipped, _ = sample_files
+    assert without_file_name(shown(gzipped, capsys), f"{gzipped}:") == without_file_name(shown(plain, capsys),
+                                                                                         f"{plain}:")
+
+
+def test_parquet_rows_show_what_the_json_lines_show_and_events_picks_rows(sample_files, capsys):
+    plain, _, parquet = sample_files
+    purchase = shown(parquet, capsys, "--events", str(SAMPLE_PURCHASE))
+    assert f"Event {SAMPLE_PURCHASE} of 26 ({parquet}#{SAMPLE_PURCHASE})" in purchase
+    assert 'ok: track "Order Completed"' in purchase and "Outcome     would_send" in purchase
+    same_in_lines = shown(plain, capsys, "--events", str(SAMPLE_PURCHASE))
+    assert without_file_name(purchase, f"{parquet}#") == without_file_name(same_in_lines, f"{plain}:")
+
+    def comparable(output: str) -> list[dict]:
+        records = [json.loads(line) for line in output.splitlines()]
+        for record in records:
+            del record["source"]
+            if isinstance(record["input"], dict):  # a Parquet row has every column: nulls where a line has none
+                record["input"] = {k: v for k, v in record["input"].items() if v is not None}
+        return records
+
+    assert comparable(shown(parquet, capsys, "--json")) == comparable(shown(plain, capsys, "--json"))
+
+
+def test_parquet_timestamp_and_struct_columns_are_shown(tmp_path, capsys):
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({
+        "type": ["track"], "event": ["Order Completed"], "anonymousId": ["a-1"],
+        "timestamp": pa.array([datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=timezone.utc)], pa.timestamp("ms", "UTC")),
+        "context": [{"consent": {"analytics": True}}],
+    }), path)
+    assert debug.run([str(path), "--woopra_project", "p", "--json"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["source"] == f"{path}#1" and record["input"]["timestamp"] == "2026-03-02 09:21:47.005000+00:00"
+    assert record["parse"]["timestamp"] == "2026-03-02T09:21:47.005Z" and record["outcome"] == "would_send"
+
+
+@pytest.mark.parametrize("name", ["not-parquet.parquet", "not-gzip.jsonl.gz"])
+def test_a_file_that_is_not_what_its_name_says_exits_2(tmp_path, capsys, name):
+    (tmp_path / name).write_text(json.dumps(SEED_ORDER) + "\n")
+    assert debug.run([str(tmp_path / name), "--woopra_project", "p"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot read {tmp_path / name}: "), err
+
+
+def test_a_one_line_file_is_named_by_its_line_as_the_job_names_it(tmp_path):
+    path = tmp_path / "one.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(json.dumps(SEED_ORDER) + "\n")
+    assert [r.source for r in debug.read_inputs(str(path))] == [f"{path}:1"]

@@ -1,9 +1,14 @@
-"""Read: input files (JSON lines, optionally gzipped, or Parquet) → ``RawInput`` records."""
+"""Read: input files (JSON lines, optionally gzipped, or Parquet) → ``RawInput`` records.
+
+The per-format readers take any open binary file, so the operator tools (``records_from_path``)
+read a local file exactly as the job reads it.
+"""
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -24,43 +29,56 @@ def input_format(path: str) -> str:
     return "parquet" if name.endswith(PARQUET_SUFFIXES) else "jsonl"
 
 
-def read_json_lines(readable: fileio.ReadableFile) -> Iterator[RawInput]:
-    """Every non-blank line of a JSON-lines file (``.gz`` decompressed by its extension)."""
-    path = readable.metadata.path
+def json_line_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> Iterator[RawInput]:
+    """Every non-blank line of an open JSON-lines file as ``path:line`` (``.gz`` decompressed by its name)."""
     # Beam's own decompressing reader splits lines in Python; gzip's does it in C.
-    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        lines = gzip.GzipFile(fileobj=handle) if path.lower().endswith(".gz") else handle
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                yield RawInput(line.rstrip(b"\r\n"), f"{path}:{number}")
+    lines = gzip.GzipFile(fileobj=stream) if path.lower().endswith(".gz") else stream
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield RawInput(line.rstrip(b"\r\n"), f"{path}:{number}", fallback_time_ms=read_at_ms)
 
 
-def read_parquet_rows(readable: fileio.ReadableFile) -> Iterator[RawInput]:
-    """Every row of a Parquet file as a dict (struct columns arrive as nested dicts)."""
+def parquet_row_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> Iterator[RawInput]:
+    """Every row of an open Parquet file as a dict, ``path#row`` (struct columns arrive as nested dicts)."""
     import pyarrow.parquet as pq  # imported here: only Parquet inputs pay for it
 
-    path = readable.metadata.path
+    number = 0
+    for batch in pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for row in batch.to_pylist():
+            number += 1
+            yield RawInput(row, f"{path}#{number}", fallback_time_ms=read_at_ms)
+
+
+def file_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> Iterator[RawInput]:
+    """The records of one open file, by the format its name says; ``read_at_ms`` dates events without a time."""
+    if input_format(path) == "parquet":
+        return parquet_row_records(stream, path, read_at_ms)
+    return json_line_records(stream, path, read_at_ms)
+
+
+def records_from_path(path: str) -> Iterator[RawInput]:
+    """The records of one local file, as the job reads them; no Beam, for the operator tools."""
+    with open(path, "rb") as handle:
+        yield from file_records(handle, path)
+
+
+def read_records(readable: fileio.ReadableFile, read_at_ms: int | None = None) -> Iterator[RawInput]:
+    """The records of one file matched by Beam."""
     with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        number = 0
-        for batch in pq.ParquetFile(handle).iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for row in batch.to_pylist():
-                number += 1
-                yield RawInput(row, f"{path}#{number}")
-
-
-def read_records(readable: fileio.ReadableFile) -> Iterator[RawInput]:
-    """The records of one matched file, by its format."""
-    if input_format(readable.metadata.path) == "parquet":
-        return read_parquet_rows(readable)
-    return read_json_lines(readable)
+        yield from file_records(handle, readable.metadata.path, read_at_ms)
 
 
 class ReadEvents(beam.PTransform):
-    """Read every file matching the comma-separated glob patterns into ``RawInput`` records."""
+    """Read every file matching the comma-separated glob patterns into ``RawInput`` records.
 
-    def __init__(self, file_patterns: str) -> None:
+    An event without a ``timestamp`` takes ``read_at_ms`` (the job's start: one time for the whole
+    job, so the two reads of a batch job agree on it), else the time it is parsed.
+    """
+
+    def __init__(self, file_patterns: str, read_at_ms: int | None = None) -> None:
         super().__init__()
         self.patterns = [p.strip() for p in file_patterns.split(",") if p.strip()]
+        self.read_at_ms = read_at_ms
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
@@ -68,5 +86,5 @@ class ReadEvents(beam.PTransform):
             | "Patterns" >> beam.Create(self.patterns)
             | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
             | "OpenFiles" >> fileio.ReadMatches()
-            | "ReadRecords" >> beam.FlatMap(read_records)
+            | "ReadRecords" >> beam.FlatMap(read_records, self.read_at_ms)
         )
