@@ -1,6 +1,12 @@
-"""Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter."""
+"""Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter.
+
+A batch job reads its input twice: first for identity timelines, then to deliver (see
+``transforms/enrich_identity.py``).
+"""
 
 from __future__ import annotations
+
+import time
 
 import apache_beam as beam
 
@@ -10,6 +16,7 @@ from transforms.consent_filter import ConsentFilter
 from transforms.deliver import DeliverToWoopra
 from transforms.dry_run import WriteDryRun
 from transforms.enrich_identity import EnrichIdentity
+from transforms.identity_timelines import IdentityTimelines
 from transforms.map_to_woopra import MapToWoopra
 from transforms.minute_counts import CountPerMinute
 from transforms.parse_events import ParseEvents
@@ -18,10 +25,10 @@ from transforms.read_pubsub import ReadPubSubEvents
 from transforms.write_dead_letters import WriteDeadLetters
 
 
-def read_source(job: JobSettings) -> beam.PTransform:
+def read_source(job: JobSettings, read_at_ms: int | None = None) -> beam.PTransform:
     """The read transform for the job's source: the rest of the graph does not know which."""
     if job.source_kind == "files":
-        return ReadEvents(job.source)
+        return ReadEvents(job.source, read_at_ms)
     return ReadPubSubEvents(
         subscription=job.source if job.source_kind == "subscription" else None,
         topic=job.source if job.source_kind == "topic" else None,
@@ -32,10 +39,20 @@ def read_source(job: JobSettings) -> beam.PTransform:
 
 def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     """Add the delivery graph for ``job`` to ``pipeline`` and return it (not run)."""
-    raw = pipeline | "Read" >> read_source(job)
+    started_ms = int(time.time() * 1000)
+    raw = pipeline | "Read" >> read_source(job, started_ms)
     parsed = raw | "Parse" >> ParseEvents(job.replay_reasons)
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
-    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming)
+    timelines = None
+    if not job.streaming:
+        # Batch identity reads the input once more, first, keeping only what each call says about
+        # its visitor; the main read then streams through without grouping (enrich_identity.py).
+        timelines = (
+            pipeline
+            | "ReadForIdentity" >> read_source(job, started_ms)
+            | "IdentityTimelines" >> IdentityTimelines(job.identity_ttl_days, job.consent, job.replay_reasons)
+        )
+    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming, timelines)
     mapped = enriched | "MapToWoopra" >> MapToWoopra(job.woopra)
     dead_letters = [parsed.dead_letters, mapped.dead_letters]
     sent = mapped.requests
