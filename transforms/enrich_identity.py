@@ -6,8 +6,11 @@ Both modes apply the same pure rules (``transforms.identity``), and agree:
   visitor's timeline, so an identify that appears later in the input still enriches the calls
   that happened after it, and a backfill gives the same answer as the stream. The timelines come
   from a first pass over the input (``IdentityTimelines``), so no visitor's events are ever
-  grouped: a grouped history held about 3 KB of memory per event on the local runner. Beam's
-  map side input is looked up per key, so it need not fit one worker's memory on Dataflow.
+  grouped: a grouped history held about 3 KB of memory per event on the local runner. The
+  timelines are a dict side input, held by every worker: about 1.5 KB per visitor who said
+  something (270 bytes encoded), so ~5 million such visitors per 8 GB of worker memory. (Beam's
+  per-key map side input would not need to fit, but Beam 2.77 sizes each looked-up value with
+  objsize, ~5 ms a lookup: a 100k dry run took 72 s instead of 24 s.)
 - **Streaming**: a stateful DoFn. Arriving events wait in a bag until the watermark passes the
   earliest of them; the waiting events are then applied in event-time order and what is known
   about the visitor is kept in state. With Pub/Sub the watermark is about "now", so events wait
