@@ -21,7 +21,7 @@ import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from transforms.woopra_client import DeliveryOutcome, WoopraSender
+from transforms.woopra_client import DeliveryOutcome, SendResult, WoopraSender
 from transforms.woopra_mapping import WoopraRequest
 
 if TYPE_CHECKING:
@@ -110,11 +110,10 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
         if stopping and answered == submitted:
             all_answered.set()
 
-    def on_outcome(request_id: int, outcome: DeliveryOutcome) -> None:  # on the loop thread
+    def on_result(request_id: int, sent: SendResult) -> None:  # on the loop thread
         nonlocal flush_pending, answered
         answered += 1
-        answers.append((request_id, outcome.result, outcome.status, outcome.attempts, outcome.error,
-                        outcome.response_body, outcome.elapsed_seconds, sender.rate_limited))
+        answers.append((request_id, sent, sender.rate_limited))
         if len(answers) >= BATCH or (stopping and answered == submitted):
             flush()
         elif not flush_pending:
@@ -130,8 +129,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
             if batch is None:
                 break  # the parent asks us to stop: finish what was sent first
             submitted += len(batch)
-            sender.submit_many([(request_id, WoopraRequest(url, params, user_agent, {}))
-                                for request_id, url, params, user_agent in batch], on_outcome)
+            sender.submit_urls(batch, on_result)
         stopping = True
         sender.call_soon_threadsafe(flush)
         all_answered.wait(timeout=settings.retry.max_retry_seconds + 60)
@@ -167,8 +165,9 @@ class DeliveryProcess:
         request_id = next(self._ids)
         with self._pending_lock:
             self._pending[request_id] = (future, request)
-        # Only what the child needs: the event itself stays here for the dead letter.
-        self._requests.add((request_id, request.url, request.params, request.user_agent))
+        # Only what the child needs, encoded here (this side has CPU to spare; the child is the
+        # busier one): the event itself stays here for the dead letter.
+        self._requests.add((request_id, request.full_url(), request.user_agent))
         if self._requests.closed:
             self._fail_pending("the delivery process is not running")
         return future
@@ -187,11 +186,11 @@ class DeliveryProcess:
                 answers = self._connection.recv()
             except (EOFError, OSError):
                 break
-            for request_id, result, status, attempts, error, body, elapsed, rate_limited in answers:
+            for request_id, sent, rate_limited in answers:
                 with self._pending_lock:
                     future, request = self._pending.pop(request_id)
                 self.rate_limited = rate_limited
-                future.set_result(DeliveryOutcome(request, result, status, attempts, error, body, elapsed))
+                future.set_result(DeliveryOutcome.of(request, sent))
         self._fail_pending("the delivery process stopped before answering")
 
     def _fail_pending(self, error: str) -> None:

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from typing import NamedTuple
 
 import aiohttp
 from apache_beam.io.components.rate_limiter import RateLimiter
@@ -41,6 +41,17 @@ TRANSIENT_ERRORS = (
 FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
 
 
+class SendResult(NamedTuple):
+    """How sending ended, without the request: what the delivery process answers with."""
+
+    result: str  # delivered_200 | delivered_202 | rejected | retries_exhausted
+    status: int | None
+    attempts: int
+    error: str = ""
+    response_body: str | None = None
+    elapsed_seconds: float = 0.0
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     """How one request ended: its summary key, the last status and how many attempts it took."""
@@ -52,6 +63,10 @@ class DeliveryOutcome:
     error: str = ""
     response_body: str | None = None
     elapsed_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, request: WoopraRequest, sent: SendResult) -> DeliveryOutcome:
+        return cls(request, *sent)
 
     @property
     def delivered(self) -> bool:
@@ -78,9 +93,9 @@ def delivered_key(status: int) -> str:
 
 
 def encoded_url(request: WoopraRequest) -> URL:
-    """The request URL with its query encoded by the standard library (as ``requests`` does:
-    ``Jane+Doe``), marked as already encoded so the client sends it byte for byte."""
-    return URL(f"{request.url}?{urlencode(request.params)}", encoded=True)
+    """The request URL with its query encoded (``Jane+Doe``, as ``requests`` does), marked as
+    already encoded so the client sends it byte for byte."""
+    return URL(request.full_url(), encoded=True)
 
 
 class WoopraSender:
@@ -134,19 +149,24 @@ class WoopraSender:
         elif seconds > 0:
             await asyncio.sleep(seconds)
 
-    async def _attempt(self, request: WoopraRequest) -> tuple[int, str, str | None]:
+    async def _attempt(self, url: URL, headers: dict[str, str] | None) -> tuple[int, str, str | None]:
         async with self._slots:
             # The token is taken once a connection slot is free, right before sending: a request
             # holding a token while it waits for a slot would go out late, bunched with others.
             await self._wait_for_permission()
-            async with self._session.get(encoded_url(request), headers=request.headers,
-                                         allow_redirects=False) as response:
+            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
                 body = await response.text(errors="replace")
                 return response.status, body, response.headers.get("Retry-After")
 
     async def deliver(self, request: WoopraRequest) -> DeliveryOutcome:
         """Send one request, retrying as the policy says; never raises."""
+        return DeliveryOutcome.of(request, await self.send_url(request.full_url(), request.user_agent))
+
+    async def send_url(self, full_url: str, user_agent: str | None) -> SendResult:
+        """Send one GET of an already encoded URL, retrying as the policy says; never raises."""
         started = time.monotonic()
+        url = URL(full_url, encoded=True)  # sent byte for byte
+        headers = {"User-Agent": user_agent} if user_agent else None
         attempts = 0
         status: int | None = None
         body: str | None = None
@@ -154,30 +174,27 @@ class WoopraSender:
             attempts += 1
             retry_after: float | None = None
             try:
-                status, body, retry_after_header = await self._attempt(request)
+                status, body, retry_after_header = await self._attempt(url, headers)
                 if status == 429:
                     self.rate_limited += 1
                 if self.adaptive is not None:
                     self.adaptive.observe(status == 429, time.monotonic())
                 verdict = classify_status(status)
                 if verdict is Verdict.DELIVERED:
-                    return DeliveryOutcome(request, delivered_key(status), status, attempts,
-                                           response_body=body, elapsed_seconds=time.monotonic() - started)
+                    return SendResult(delivered_key(status), status, attempts, "", body, time.monotonic() - started)
                 error = f"HTTP {status}"
                 if verdict is Verdict.REJECT:
-                    return DeliveryOutcome(request, "rejected", status, attempts, error, body,
-                                           time.monotonic() - started)
+                    return SendResult("rejected", status, attempts, error, body, time.monotonic() - started)
                 retry_after = parse_retry_after(retry_after_header)
             except TRANSIENT_ERRORS as exc:
                 status, body = None, None
                 error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             except Exception as exc:  # noqa: BLE001 - a bad request must not fail the bundle
-                return DeliveryOutcome(request, "rejected", None, attempts,
-                                       f"{type(exc).__name__}: {exc}", None, time.monotonic() - started)
+                return SendResult("rejected", None, attempts, f"{type(exc).__name__}: {exc}", None,
+                                  time.monotonic() - started)
             delay = self.policy.next_delay(attempts, time.monotonic() - started, retry_after, self._rng)
             if delay is None:
-                return DeliveryOutcome(request, "retries_exhausted", status, attempts, error, body,
-                                       time.monotonic() - started)
+                return SendResult("retries_exhausted", status, attempts, error, body, time.monotonic() - started)
             await self._wait(delay)
 
     async def _wait_for_permission(self) -> None:
@@ -195,18 +212,18 @@ class WoopraSender:
         """Start sending one request; the future completes with its outcome."""
         return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
 
-    def submit_many(
-        self, batch: list[tuple[int, WoopraRequest]], on_outcome: Callable[[int, DeliveryOutcome], None]
+    def submit_urls(
+        self, batch: list[tuple[int, str, str | None]], on_result: Callable[[int, SendResult], None]
     ) -> None:
-        """Start sending a batch with one wake-up of the loop; ``on_outcome(key, outcome)`` is
-        called on the loop's thread as each one completes."""
+        """Start sending ``(key, full_url, user_agent)`` items with one wake-up of the loop;
+        ``on_result(key, result)`` is called on the loop's thread as each one completes."""
 
-        async def deliver_and_report(key: int, request: WoopraRequest) -> None:
-            on_outcome(key, await self.deliver(request))
+        async def send_and_report(key: int, full_url: str, user_agent: str | None) -> None:
+            on_result(key, await self.send_url(full_url, user_agent))
 
         def start() -> None:
-            for key, request in batch:
-                task = self._loop.create_task(deliver_and_report(key, request))
+            for key, full_url, user_agent in batch:
+                task = self._loop.create_task(send_and_report(key, full_url, user_agent))
                 self._tasks.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(self._tasks.discard)
 
