@@ -7,6 +7,7 @@ arrive in and however a combiner splits them.
 
 from __future__ import annotations
 
+import json
 import random
 
 from transforms.consent import ConsentPolicy
@@ -153,25 +154,30 @@ def test_timeline_keeps_only_the_moments_identity_changes():
 
 # ----- delivered_fact: the first pass keeps only what the job delivers ----------------------------------
 
+def line(**fields):
+    return json.dumps(fields).encode()
+
+
+GRANTED = {"consent": {"analytics": True}}
+
+
 def test_delivered_fact_follows_parsing_consent_and_replay_rules():
     policy = ConsentPolicy()
-    granted = {"consent": {"analytics": True}, "traits": {"plan": "pro"}}
-    ok = b'{"type":"page","anonymousId":"a","timestamp":1000,"context":%s}' % str(granted).replace("'", '"').replace(
-        "True", "true").encode()
-    visitor, fact = delivered_fact(RawInput(ok), policy, None)
-    assert visitor == "a" and fact == IdentityFact(1000, {"plan": "pro"}, None, None)
+    ok = line(type="page", anonymousId="a", timestamp=1000, context={**GRANTED, "traits": {"plan": "pro"}})
+    assert delivered_fact(RawInput(ok), policy, None) == ("a", IdentityFact(1000, {"plan": "pro"}, None, None))
 
-    denied = b'{"type":"identify","anonymousId":"a","timestamp":1,"traits":{"x":1},"context":{"consent":{"analytics":false}}}'
+    denied = line(type="identify", anonymousId="a", timestamp=1, traits={"x": 1},
+                  context={"consent": {"analytics": False}})
     assert delivered_fact(RawInput(denied), policy, None) is None
     assert delivered_fact(RawInput(b"not json"), policy, None) is None
-    assert delivered_fact(RawInput(b'{"type":"group","anonymousId":"a"}'), policy, None) is None
-    dead_letter = (b'{"reason":"rejected","failed_at":"2026-01-01T00:00:00Z","event":'
-                   b'{"type":"page","anonymousId":"a","timestamp":5,"context":{"consent":{"analytics":true}}}}')
+    assert delivered_fact(RawInput(line(type="group", anonymousId="a")), policy, None) is None
+    dead_letter = line(reason="rejected", failed_at="2026-01-01T00:00:00Z",
+                       event={"type": "page", "anonymousId": "a", "timestamp": 5, "context": GRANTED})
     assert delivered_fact(RawInput(dead_letter), policy, frozenset({"invalid"})) is None
     assert delivered_fact(RawInput(dead_letter), policy, frozenset({"rejected"})) == ("a", IdentityFact(5))
 
 
 def test_an_event_without_timestamp_takes_the_read_time_in_the_first_pass_too():
-    line = b'{"type":"page","anonymousId":"a","context":{"consent":{"analytics":true}},"vendor_ids":{"woopra_cookie":"C"}}'
-    _, fact = delivered_fact(RawInput(line, fallback_time_ms=1234), ConsentPolicy(), None)
+    undated = line(type="page", anonymousId="a", context=GRANTED, vendor_ids={"woopra_cookie": "C"})
+    _, fact = delivered_fact(RawInput(undated, fallback_time_ms=1234), ConsentPolicy(), None)
     assert fact.at_ms == 1234

@@ -599,3 +599,18 @@ def test_newest_trait_wins_even_when_key_case_differs_between_calls():
     request_of(dict(SEED_IDENTIFY, timestamp="2026-03-02T09:00:10Z", traits={"name": "Old"}), identity=identity)
     later = dict(SEED_TRACK, timestamp="2026-03-02T09:00:40Z")
     assert params_of(later, identity=identity)["cv_name"] == "New"
+
+
+def test_encode_query_is_exactly_urlencode_on_awkward_text():
+    import random
+    from urllib.parse import urlencode
+
+    from transforms.woopra_mapping import encode_query
+
+    alphabet = "aZ09_.-~ +&=%@/?#:;,!*'()[]{}\"<>\\|^`$\x00\n\t\x7féüß€😀中"
+    rng = random.Random(3)
+    for _ in range(2_000):
+        params = tuple(("".join(rng.choices(alphabet, k=rng.randint(0, 6))),
+                        "".join(rng.choices(alphabet, k=rng.randint(0, 12)))) for _ in range(rng.randint(0, 5)))
+        assert encode_query(params) == urlencode(params), params
+        assert encode_query(params) == urlencode(params), params  # the second time from the cache

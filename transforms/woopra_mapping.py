@@ -11,13 +11,13 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache, partial
 from itertools import chain
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from transforms.events import Event
 
@@ -45,8 +45,28 @@ PAGE_EVENT = "pv"
 PRESET_PROPERTY_RENAMES: Mapping[str, str] = {"revenue": "amount"}
 WOOPRA_PREFIXES = ("ce_", "cv_", "cs_")
 # Page fields that become the page-view parameters rather than plain ce_<key> properties.
-_PAGE_FIELDS = ("url", "path", "title", "referrer", "search")
+_PAGE_FIELDS = frozenset({"url", "path", "title", "referrer", "search"})
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]+")
+# The characters urllib's quote_plus leaves as they are.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+@lru_cache(maxsize=16384)
+def _quote_repeated(text: str) -> str:
+    return quote_plus(text)
+
+
+def _quote(text: str) -> str:
+    return text if _URL_SAFE.fullmatch(text) else _quote_repeated(text)
+
+
+def encode_query(params: tuple[tuple[str, str], ...]) -> str:
+    """``urlencode(params)`` exactly (``Jane+Doe``, ``%40``), three times faster.
+
+    Names, numbers and ids need no escaping and are returned as they are; the values that do
+    (emails, URLs, names) repeat from event to event, so their escaping is cached.
+    """
+    return "&".join([f"{_quote(name)}={_quote(value)}" for name, value in params])
 
 
 @dataclass(frozen=True)
@@ -78,8 +98,16 @@ class WoopraSettings:
         """``timeout`` as sent."""
         return str(self.timeout_ms)
 
+    @cached_property
+    def _trait_parameters(self) -> _ParameterNames:
+        return _ParameterNames(partial(_trait_parameter, renames=self.trait_renames))
 
-@dataclass(frozen=True)
+    @cached_property
+    def _property_parameters(self) -> _ParameterNames:
+        return _ParameterNames(partial(_property_parameter, renames=self.property_renames))
+
+
+@dataclass(frozen=True, init=False)
 class WoopraRequest:
     """One GET to Woopra's HTTP Tracking API, with the event it came from (for dead letters)."""
 
@@ -89,6 +117,23 @@ class WoopraRequest:
     event: Mapping[str, Any]  # the original input event
     attributes: Mapping[str, str] | None = None
 
+    def __init__(
+        self,
+        url: str,
+        params: tuple[tuple[str, str], ...],
+        user_agent: str | None,
+        event: Mapping[str, Any],
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        # Written out because the generated frozen __init__ sets each field through
+        # object.__setattr__, about twice the cost; filling __dict__ is what unpickling does.
+        fields = self.__dict__
+        fields["url"] = url
+        fields["params"] = params
+        fields["user_agent"] = user_agent
+        fields["event"] = event
+        fields["attributes"] = attributes
+
     @property
     def headers(self) -> dict[str, str]:
         """HTTP headers to send: the visitor's User-Agent, when known."""
@@ -96,7 +141,7 @@ class WoopraRequest:
 
     def full_url(self) -> str:
         """The URL with its encoded query, as the HTTP library sends it."""
-        return f"{self.url}?{urlencode(self.params)}"
+        return f"{self.url}?{encode_query(self.params)}"
 
     def as_record(self) -> dict[str, Any]:
         """JSON form used by dry-run files and dead letters."""
@@ -152,6 +197,36 @@ def woopra_event_name(event: Event, settings: WoopraSettings) -> str | None:
     return name if settings.unmapped_events == "send" else None
 
 
+def _trait_parameter(key: str, renames: Mapping[str, str]) -> str:
+    """A trait's parameter name: lowercased, renamed, ``cv_`` unless it carries a Woopra prefix."""
+    name = key.lower()
+    if renames:
+        name = renames.get(name, name).lower()
+    return name if name.startswith(WOOPRA_PREFIXES) else "cv_" + name
+
+
+def _property_parameter(key: str, renames: Mapping[str, str]) -> str:
+    """A property's parameter name: renamed, ``ce_`` unless it carries a Woopra prefix."""
+    name = renames.get(key, key)
+    return name if name.startswith(WOOPRA_PREFIXES) else "ce_" + name
+
+
+class _ParameterNames(dict[str, str]):
+    """Key → parameter name, worked out once per key: the same few keys come in every event."""
+
+    MAX_KEYS = 4096  # the keys come from the events: keep the memory bounded
+
+    def __init__(self, name_of: Callable[[str], str]) -> None:
+        super().__init__()
+        self.name_of = name_of
+
+    def __missing__(self, key: str) -> str:
+        name = self.name_of(key)
+        if len(self) < self.MAX_KEYS:
+            self[key] = name
+        return name
+
+
 def clean_header_value(value: str) -> str:
     """Remove CR/LF and other control characters so a value can be an HTTP header."""
     if value.isprintable():  # fast path: no control characters at all
@@ -159,20 +234,28 @@ def clean_header_value(value: str) -> str:
     return _CONTROL_CHARACTERS.sub(" ", value).strip()
 
 
-def _page_fields(original: Mapping[str, Any]) -> dict[str, Any]:
+# A visitor's User-Agent and a site's page URLs repeat from event to event: cache their cleaning
+# and parsing (bounded, as the values come from the visitors).
+@lru_cache(maxsize=1024)
+def _clean_user_agent(value: str) -> str:
+    return clean_header_value(value)
+
+
+@lru_cache(maxsize=4096)
+def _hostname(url: str) -> str | None:
+    return urlsplit(url).hostname
+
+
+def _page_fields(context: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
     """Page fields from ``context.page`` overlaid by the call's ``properties``."""
-    fields: dict[str, Any] = {}
-    context = original.get("context")
-    if isinstance(context, dict) and isinstance(context.get("page"), dict):
-        fields.update({k: v for k, v in context["page"].items() if k in _PAGE_FIELDS})
-    properties = original.get("properties")
-    if isinstance(properties, dict):
-        fields.update({k: v for k, v in properties.items() if k in _PAGE_FIELDS and v is not None})
+    page = context.get("page")
+    fields = {k: v for k, v in page.items() if k in _PAGE_FIELDS} if isinstance(page, dict) else {}
+    fields.update({k: v for k, v in properties.items() if k in _PAGE_FIELDS and v is not None})
     return fields
 
 
 def _add(params: dict[str, str], key: str, value: Any) -> None:
-    formatted = format_value(value)
+    formatted = value if type(value) is str else format_value(value)  # str: most values, no call
     if formatted is not None:
         params[key] = formatted
 
@@ -189,78 +272,76 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
             return Skipped("dropped_unmapped", f"unmapped event {event.name!r}")
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    base: dict[str, str] = {
+    # Top-level parameters first, then the custom ones (cv_*, ce_*) in the same dict. Their
+    # prefixes keep them apart from every top-level key but ce_app, which is set again below.
+    params: dict[str, str] = {
         "project": settings.project,
         "response": "json",
         "timeout": settings.timeout_param,
         "ce_app": settings.app,
     }
     if event_name is not None:
-        base["event"] = event_name
+        params["event"] = event_name
     if event.cookie:
-        base["cookie"] = event.cookie
+        params["cookie"] = event.cookie
     raw_context = original.get("context")
     context: Mapping[str, Any] = raw_context if isinstance(raw_context, dict) else {}
-    _add(base, "ip", context.get("ip"))
-    base["timestamp"] = str(min(event.timestamp_ms, now_ms))  # Woopra refuses future times
+    _add(params, "ip", context.get("ip"))
+    params["timestamp"] = str(min(event.timestamp_ms, now_ms))  # Woopra refuses future times
 
-    custom: dict[str, str] = {}
+    # The loops below format str values inline: nearly every value is one, and this is the
+    # mapping's hottest code.
     user_id = event.user_id
     if user_id:
-        custom["cv_id"] = user_id
-    trait_renames = settings.trait_renames
+        params["cv_id"] = user_id
+    trait_parameters = settings._trait_parameters
     for key, value in event.traits.items():
-        name = key.lower()
-        if trait_renames:
-            name = trait_renames.get(name, name).lower()
-        if not name.startswith(WOOPRA_PREFIXES):
-            name = "cv_" + name
+        name = trait_parameters[key]
         if name == "cv_id" and user_id:
             continue  # cv_id is the userId when there is one (SPEC §3), not an "id" trait
-        formatted = format_value(value)
+        formatted = value if type(value) is str else format_value(value)
         if formatted is not None:
-            custom[name] = formatted
+            params[name] = formatted
 
     referer = None
     if not is_identify:
         properties = original.get("properties")
         properties = properties if isinstance(properties, dict) else {}
-        if event.type == "page":
-            page = _page_fields(original)
-            url = page.get("url")
-            _add(custom, "ce_url", url)
-            _add(custom, "ce_title", page.get("title"))
-            _add(custom, "ce_uri", page.get("path"))
-            if isinstance(url, str) and url:
-                _add(custom, "ce_domain", urlsplit(url).hostname)
+        is_page = event.type == "page"
+        if is_page:
+            page = _page_fields(context, properties)
+            page_url = page.get("url")
+            _add(params, "ce_url", page_url)
+            _add(params, "ce_title", page.get("title"))
+            _add(params, "ce_uri", page.get("path"))
+            if isinstance(page_url, str) and page_url:
+                _add(params, "ce_domain", _hostname(page_url))
             if page.get("search"):
-                _add(custom, "ce_search", page.get("search"))
-            _add(custom, "ce_name", original.get("name"))
+                _add(params, "ce_search", page.get("search"))
+            _add(params, "ce_name", original.get("name"))
             referer = page.get("referrer") or None
-            properties = {k: v for k, v in properties.items() if k not in _PAGE_FIELDS}
-        renames = settings.property_renames
+        property_parameters = settings._property_parameters
         for key, value in properties.items():
-            name = renames.get(key, key)
-            formatted = format_value(value)
+            if is_page and key in _PAGE_FIELDS:
+                continue  # sent above as the page view's own parameters
+            formatted = value if type(value) is str else format_value(value)
             if formatted is not None:
-                custom[name if name.startswith(WOOPRA_PREFIXES) else "ce_" + name] = formatted
+                params[property_parameters[key]] = formatted
 
-    # Prefixing keeps custom keys apart from top-level ones; this makes it a guarantee.
-    params = base
-    for key, value in custom.items():
-        if key not in params:
-            params[key] = value
+    params["ce_app"] = settings.app  # a property or trait named (ce_)app cannot replace it
     if referer is not None:
         _add(params, "referer", referer)
 
+    url = settings.identify_url if is_identify else settings.event_url
     user_agent = context.get("userAgent")
-    request = WoopraRequest(
-        url=settings.identify_url if is_identify else settings.event_url,
-        params=tuple(params.items()),
-        user_agent=clean_header_value(user_agent) if isinstance(user_agent, str) and user_agent else None,
-        event=original,
-        attributes=event.attributes,
-    )
+    user_agent = _clean_user_agent(user_agent) if isinstance(user_agent, str) and user_agent else None
+    # Positional: calling a class with keywords builds a kwargs dict, a cost per event.
+    request = WoopraRequest(url, tuple(params.items()), user_agent, original, event.attributes)
+    # fit_url's cheap bound, taken here where it is cheaper to measure (on the dict, not the
+    # pairs): nearly every request is far below the limit.
+    characters = len(url) + 1 + 2 * len(params) + len("".join([*params, *params.values()]))
+    if 9 * characters <= MAX_URL_BYTES:
+        return request
     return fit_url(request)
 
 
