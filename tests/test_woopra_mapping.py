@@ -614,3 +614,14 @@ def test_encode_query_is_exactly_urlencode_on_awkward_text():
                         "".join(rng.choices(alphabet, k=rng.randint(0, 12)))) for _ in range(rng.randint(0, 5)))
         assert encode_query(params) == urlencode(params), params
         assert encode_query(params) == urlencode(params), params  # the second time from the cache
+
+
+def test_a_request_of_emoji_is_still_cut_to_the_url_limit():
+    # An emoji is 4 UTF-8 bytes, 12 characters once encoded: a bound of 9 per character let
+    # such a request through at about 9 KiB.
+    event = validate_event({"type": "track", "event": "Signed Up", "anonymousId": "a", "timestamp": 1,
+                            "properties": {"note": "😀" * 700}})
+    request = build_request(event, WoopraSettings(project="example.com"), now_ms=2)
+    assert isinstance(request, WoopraRequest)
+    assert len(request.full_url().encode("utf-8")) <= MAX_URL_BYTES
+    assert request.params[-1][0] == "ce_note" and 64 <= len(request.params[-1][1]) < 700

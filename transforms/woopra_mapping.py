@@ -100,14 +100,16 @@ class WoopraSettings:
 
     @cached_property
     def _trait_parameters(self) -> _ParameterNames:
+        """Trait key → its ``cv_`` parameter name, remembered per key."""
         return _ParameterNames(partial(_trait_parameter, renames=self.trait_renames))
 
     @cached_property
     def _property_parameters(self) -> _ParameterNames:
+        """Property key → its ``ce_`` parameter name, remembered per key."""
         return _ParameterNames(partial(_property_parameter, renames=self.property_renames))
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class WoopraRequest:
     """One GET to Woopra's HTTP Tracking API, with the event it came from (for dead letters)."""
 
@@ -116,23 +118,6 @@ class WoopraRequest:
     user_agent: str | None
     event: Mapping[str, Any]  # the original input event
     attributes: Mapping[str, str] | None = None
-
-    def __init__(
-        self,
-        url: str,
-        params: tuple[tuple[str, str], ...],
-        user_agent: str | None,
-        event: Mapping[str, Any],
-        attributes: Mapping[str, str] | None = None,
-    ) -> None:
-        # Written out because the generated frozen __init__ sets each field through
-        # object.__setattr__, about twice the cost; filling __dict__ is what unpickling does.
-        fields = self.__dict__
-        fields["url"] = url
-        fields["params"] = params
-        fields["user_agent"] = user_agent
-        fields["event"] = event
-        fields["attributes"] = attributes
 
     @property
     def headers(self) -> dict[str, str]:
@@ -334,19 +319,34 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
 
     url = settings.identify_url if is_identify else settings.event_url
     user_agent = context.get("userAgent")
-    user_agent = _clean_user_agent(user_agent) if isinstance(user_agent, str) and user_agent else None
+    if isinstance(user_agent, str) and user_agent:
+        cleaned = _clean_user_agent(user_agent)
+        # The event's own string when cleaning left it as it was: a pickled request then holds
+        # it once (with the event), not twice.
+        user_agent = user_agent if cleaned == user_agent else cleaned
+    else:
+        user_agent = None
     # Positional: calling a class with keywords builds a kwargs dict, a cost per event.
     request = WoopraRequest(url, tuple(params.items()), user_agent, original, event.attributes)
     # fit_url's cheap bound, taken here where it is cheaper to measure (on the dict, not the
     # pairs): nearly every request is far below the limit.
-    characters = len(url) + 1 + 2 * len(params) + len("".join([*params, *params.values()]))
-    if 9 * characters <= MAX_URL_BYTES:
+    if encoded_length_bound(url, "".join([*params, *params.values()]), len(params)) <= MAX_URL_BYTES:
         return request
     return fit_url(request)
 
 
 def _encoded_length(key: str, value: str) -> int:
     return len(urlencode({key: value}))
+
+
+def encoded_length_bound(url: str, text: str, pairs: int) -> int:
+    """At least the length of ``url?query`` where ``text`` is every name and value of the query.
+
+    Encoding turns a UTF-8 byte into at most three characters ("%XX"), and a character is one
+    byte when ASCII, at most four otherwise (emoji are four).
+    """
+    per_character = 3 if text.isascii() else 12
+    return len(url) + 1 + 2 * pairs + per_character * len(text)
 
 
 def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest | Skipped:
@@ -356,12 +356,9 @@ def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest
     to what fits (never below MIN_CUT_LENGTH characters; cv_id and cv_email are never cut, as
     they identify the visitor). If that is not enough the event is ``too_large``.
     """
-    # Cheap bound first: percent-encoding makes a byte at most three characters. Nearly every
-    # request is far below the limit, and encoding it just to measure it is the mapping's
-    # largest single cost.
-    # A character is at most 3 UTF-8 bytes, each at most 3 characters encoded ("%XX").
-    characters = len(request.url) + 1 + 2 * len(request.params) + sum(map(len, chain.from_iterable(request.params)))
-    if 9 * characters <= limit:
+    # Cheap bound first: nearly every request is far below the limit, and encoding it just to
+    # measure it would be the mapping's largest single cost.
+    if encoded_length_bound(request.url, "".join(chain.from_iterable(request.params)), len(request.params)) <= limit:
         return request
     excess = len(request.full_url()) - limit
     if excess <= 0:
