@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import random
 
+from tests.test_identity import make as make_call
 from transforms.consent import ConsentPolicy
-from transforms.events import Event, RawInput, validate_event
+from transforms.events import RawInput
 from transforms.identity import (
     IdentityFact,
     IdentityTimeline,
@@ -27,21 +28,9 @@ TTL_MS = 30 * DAY_MS
 START_MS = 1_770_000_000_000
 
 
-def make(call_type, at_ms, anonymous_id="anon-1", user_id=None, traits=None, context_traits=None, cookie=None):
-    obj = {"type": call_type, "anonymousId": anonymous_id, "timestamp": at_ms}
-    if user_id is not None:
-        obj["userId"] = user_id
-    if call_type == "track":
-        obj["event"] = "Product Viewed"
-    if traits is not None:
-        obj["traits"] = traits
-    if context_traits is not None:
-        obj["context"] = {"traits": context_traits}
-    if cookie is not None:
-        obj["vendor_ids"] = {"woopra_cookie": cookie}
-    event = validate_event(obj)
-    assert isinstance(event, Event), event
-    return event
+def make(call_type, at_ms, **fields):
+    """A validated call at ``at_ms`` (Unix ms), built as tests/test_identity.py builds them."""
+    return make_call(call_type, at_ms, **{"anonymous_id": "anon-1", **fields})
 
 
 def timeline_of(events, ttl_ms=TTL_MS, split=1, seed=0):
