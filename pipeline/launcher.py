@@ -31,6 +31,7 @@ from pipeline.summary import build_summary, counters_from_result, format_summary
 from transforms.counters import process_tally
 
 log = logging.getLogger("pipeline")
+JOB_LOGGERS = ("pipeline", "transforms")
 
 
 def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSettings]:
@@ -51,6 +52,7 @@ def run(argv: Sequence[str]) -> int:
     except (OptionsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(job.log_level)
     # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (SPEC §9).
     os.umask(0o077)
     started = time.monotonic()
@@ -98,10 +100,22 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
     return 0
 
 
+def configure_logging(level_name: str) -> None:
+    """Set the job's own loggers to ``--log_level``; at DEBUG the root logger too.
+
+    Beam's INFO lines are many and say little to a user, so below DEBUG other libraries stay at
+    WARNING (or at ERROR when that is asked for).
+    """
+    level = logging.getLevelName(level_name)
+    for name in JOB_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().setLevel(logging.DEBUG if level == logging.DEBUG else max(level, logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)  # our own progress lines; Beam's stay at WARNING
+    configure_logging("INFO")  # until the command line says otherwise
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 

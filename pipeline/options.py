@@ -87,6 +87,8 @@ class WoopraOptions(PipelineOptions):
             help="Replaying dead letters: only records of these comma-separated reasons; others are "
                  "counted skipped_replay.")
         add("--report", help="Batch: also write a self-contained HTML run report to this file.")
+        add("--log_level", default="INFO",
+            help="DEBUG, INFO (default), WARNING or ERROR for the job's own logs; DEBUG shows Beam's too.")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class JobSettings:
     progress_interval_seconds: float = 60.0
     replay_reasons: tuple[str, ...] | None = None  # None: replay every dead letter in the input
     report: str | None = None  # HTML run report path (batch)
+    log_level: str = "INFO"
 
 
 def _flag_name(key: str) -> str:
@@ -376,7 +379,19 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
                                           float, 1, 86_400),
         replay_reasons=_replay_reasons(opts.replay_reasons) if opts.replay_reasons is not None else None,
         report=_report_path(opts.report, streaming),
+        log_level=_log_level(opts.log_level),
     )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str | None) -> str:
+    """``--log_level``: one of LOG_LEVELS, any case."""
+    level = str(value or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise OptionsError(f"--log_level must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
 
 
 def _replay_reasons(value: str) -> tuple[str, ...]:
