@@ -1,14 +1,14 @@
-"""Shared fixtures: pinned local runners, the Woopra stand-in, sample paths."""
+"""Shared fixtures (pinned local runners, the Woopra stand-in, sample paths) and the suite's rules:
+``slow`` tests run only with ``--run-slow``, and with WOOPRA_FAIL_ON_SKIP=1 a skipped test fails the run."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_pipeline import TestPipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -17,18 +17,29 @@ if str(ROOT) not in sys.path:
 
 from woopra_standin import StandIn  # noqa: E402
 
+if TYPE_CHECKING:
+    from apache_beam.testing.test_pipeline import TestPipeline
+
 # Beam's DirectRunner would first try to download the Prism runner: pin local runners.
 BATCH_RUNNER = "FnApiRunner"
 STREAMING_RUNNER = "BundleBasedDirectRunner"
 
 
+# Beam is imported where a pipeline is built, not at collection: pytest runs that need no pipeline
+# (tests/test_suite_rules.py starts several) start seconds sooner.
 def batch_pipeline() -> TestPipeline:
     """A TestPipeline on the offline batch runner."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
     return TestPipeline(runner=BATCH_RUNNER, options=PipelineOptions([]))
 
 
 def streaming_pipeline() -> TestPipeline:
     """A TestPipeline on the streaming-capable local runner (TestStream, Pub/Sub)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
     return TestPipeline(runner=STREAMING_RUNNER, options=PipelineOptions(["--streaming"]))
 
 
@@ -81,3 +92,61 @@ def pubsub_emulator():
     finally:
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
         subprocess.run(["bash", str(EMULATOR_SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
+
+
+# --- Suite rules (README, "Tests") -------------------------------------------------------------
+
+FAIL_ON_SKIP_VARIABLE = "WOOPRA_FAIL_ON_SKIP"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-slow``: also run the tests marked ``slow``."""
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow (deselected otherwise)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``slow`` tests unless ``--run-slow``: deselected, not skipped, since a skip fails CI."""
+    if config.getoption("--run-slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        config.hook.pytest_deselected(items=slow)
+
+
+class SkipLedger:
+    """Every skipped or xfailed test of the session; with WOOPRA_FAIL_ON_SKIP=1 any of them fails
+    the run, so a missing nginx, Chromium or Pub/Sub emulator never turns into a green run that
+    tested less."""
+
+    def __init__(self, enforce: bool) -> None:
+        self.enforce = enforce
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Remember a skipped or xfailed test with its reason."""
+        if not report.skipped:
+            return
+        if hasattr(report, "wasxfail"):
+            reason = f"xfail: {report.wasxfail}"
+        else:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        self.skipped.append(f"{report.nodeid}: {reason}")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Turn a passing run that skipped something into a failing one."""
+        if self.enforce and self.skipped and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Name the skipped tests that failed the run."""
+        if self.enforce and self.skipped:
+            terminalreporter.section(f"skipped tests fail this run ({FAIL_ON_SKIP_VARIABLE}=1)", red=True)
+            for line in self.skipped:
+                terminalreporter.write_line(f"SKIPPED {line}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the skip ledger."""
+    config.pluginmanager.register(SkipLedger(os.environ.get(FAIL_ON_SKIP_VARIABLE) == "1"), "woopra-skip-ledger")
