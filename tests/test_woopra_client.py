@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import copy
 import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
+import aiohttp
 import pytest
 
+from tests.self_signed import write_self_signed
 from transforms.events import validate_event
 from transforms.identity import VisitorIdentity, enrich
 from transforms.rate_limit import TokenBucket
 from transforms.retry import RetryPolicy
-from transforms.woopra_client import FALLBACK_USER_AGENT, WoopraSender
+from transforms.woopra_client import FALLBACK_USER_AGENT, WoopraSender, is_certificate_failure
 from transforms.woopra_mapping import WoopraRequest, WoopraSettings, build_request
 from woopra_standin import Rule, StandIn
+from woopra_standin.server import tls_context
 
 UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Visitor"
 FAST = RetryPolicy(max_attempts=4, max_retry_seconds=600, backoff_initial=0.001, backoff_max=0.01)
@@ -217,6 +222,31 @@ def test_connection_refused_is_retried_then_exhausted(make_sender):
     assert outcome.result == "retries_exhausted"
     assert (outcome.status, outcome.attempts) == (None, 2)
     assert len(sleep.delays) == 1
+
+
+def test_untrusted_tls_certificate_is_rejected_at_once_not_retried(tmp_path, make_sender):
+    cert, key = write_self_signed(tmp_path)
+    sleep = SleepRecorder()
+    with StandIn(port=0, ssl_context=tls_context(str(cert), str(key))) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        outcome = make_sender(policy=RetryPolicy(max_attempts=5, backoff_initial=0.001), sleep=sleep).send(
+            ce_request(server.url))
+        assert server.requests == []  # the handshake failed: no request was ever read
+    assert (outcome.result, outcome.status, outcome.attempts) == ("rejected", None, 1)
+    assert "certificate" in outcome.error.lower() and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+    assert sleep.delays == []  # no backoff: nothing was retried
+    assert outcome.dead_letter().reason == "rejected"
+
+
+def test_only_certificate_verification_failures_count_as_certificate_failures():
+    key = SimpleNamespace(host="127.0.0.1", port=443, ssl=True)
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert is_certificate_failure(aiohttp.ClientConnectorCertificateError(key, verify))
+    assert is_certificate_failure(aiohttp.ClientSSLError(key, verify))
+    # A handshake that breaks for another reason may be the network: still retried.
+    assert not is_certificate_failure(aiohttp.ClientSSLError(key, ssl.SSLError(1, "[SSL] record layer failure")))
+    assert not is_certificate_failure(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")))
+    assert not is_certificate_failure(TimeoutError())
 
 
 def test_request_timeout_is_retried(woopra, make_sender):

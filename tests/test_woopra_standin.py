@@ -377,3 +377,87 @@ def test_cli_prints_url_serves_and_stops(
     recorded = [json.loads(line) for line in record.read_text().splitlines()]
     assert [r["status"] for r in recorded] == [503, 200]
     assert ("/track/ce/" in stderr) is not quiet
+
+
+def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m woopra_standin --port 0 ARGS``; return it and the URL it prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "woopra_standin", "--port", "0", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _read_line(proc, timeout=30)
+    except AssertionError:
+        proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+        raise
+    match = re.fullmatch(r"woopra stand-in listening on (https?://127\.0\.0\.1:\d+/track)", line.strip())
+    assert match, f"unexpected first line {line!r}"
+    return proc, match.group(1)
+
+
+def _stop_cli(proc: subprocess.Popen[str]) -> str:
+    """Stop the CLI with SIGTERM; return its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stderr
+    return stderr
+
+
+VISITOR = {"cv_email": "jane.doe@example.com", "ip": "203.0.113.50", "cookie": "AH47DHS5SF182DIQZJD"}
+
+
+@pytest.mark.parametrize("show_pii", [False, True])
+def test_cli_log_redacts_emails_ips_and_cookies_unless_asked(tmp_path: Path, show_pii: bool) -> None:
+    record = tmp_path / "requests.jsonl"
+    proc, url = _start_cli("--record", str(record), *(["--show-pii"] if show_pii else []))
+    try:
+        reply = requests.get(f"{url}/ce/", params={"event": "purchase", **VISITOR}, timeout=TIMEOUT)
+        assert reply.status_code == 200
+    finally:
+        stderr = _stop_cli(proc)
+    [line] = [line for line in stderr.splitlines() if "/track/ce/" in line]
+    clear = ("jane.doe", "203.0.113.50", "AH47DHS5SF182DIQZJD")
+    redacted = ("j***@example.com", "203.0.113.x", "AH47***")
+    assert "event=purchase" in line and line.endswith("-> 200 (#1)")
+    if show_pii:
+        assert all(value in line for value in ("jane.doe%40example.com", "203.0.113.50", "AH47DHS5SF182DIQZJD"))
+        assert not any(value in line for value in redacted)
+    else:
+        assert not any(value in line for value in clear), line
+        assert all(value in line.replace("%40", "@") for value in redacted), line
+    # The recording is data for tests and replays: always in clear.
+    [recorded] = [json.loads(line) for line in record.read_text().splitlines()]
+    assert {key: recorded["params"][key] for key in VISITOR} == VISITOR
+
+
+def test_cli_serves_https_with_the_given_certificate(tmp_path: Path) -> None:
+    from tests.self_signed import write_self_signed
+
+    cert, key = write_self_signed(tmp_path)
+    proc, url = _start_cli("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{url}/ce/", params={"event": "untrusted"}, timeout=TIMEOUT)
+        trusted = requests.get(f"{url}/ce/", params={"event": "trusted"}, verify=str(cert), timeout=TIMEOUT)
+        assert (trusted.status_code, trusted.json()) == (200, {"success": True})
+        port = url.split(":")[2].split("/")[0]
+        recorded = requests.get(f"https://127.0.0.1:{port}/_control/requests", verify=str(cert), timeout=TIMEOUT)
+        assert [r["params"]["event"] for r in recorded.json()] == ["trusted"]
+    finally:
+        _stop_cli(proc)
+
+
+def test_cli_needs_both_tls_files(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "woopra_standin", "--port", "0", "--tls-cert", "x.pem"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--tls-cert and --tls-key go together" in done.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import threading
 import time
 import weakref
@@ -39,6 +40,24 @@ TRANSIENT_ERRORS = (
     asyncio.TimeoutError,
 )
 FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
+
+
+def is_certificate_failure(exc: BaseException) -> bool:
+    """True when the server's TLS certificate could not be verified.
+
+    Not transient: the same certificate fails again on every attempt, so such a request is
+    rejected at once rather than retried (README, "Delivery and retries"). Verification itself
+    is never turned off.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return True
+    return isinstance(exc, aiohttp.ClientSSLError) and isinstance(
+        getattr(exc, "os_error", None), ssl.SSLCertVerificationError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of an exception, for the dead letter."""
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 class SendResult(NamedTuple):
@@ -187,10 +206,13 @@ class WoopraSender:
                     return SendResult("rejected", status, attempts, error, body, time.monotonic() - started)
                 retry_after = parse_retry_after(retry_after_header)
             except TRANSIENT_ERRORS as exc:
+                if is_certificate_failure(exc):
+                    return SendResult("rejected", None, attempts, describe_error(exc), None,
+                                      time.monotonic() - started)
                 status, body = None, None
-                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                error = describe_error(exc)
             except Exception as exc:  # noqa: BLE001 - a bad request must not fail the bundle
-                return SendResult("rejected", None, attempts, f"{type(exc).__name__}: {exc}", None,
+                return SendResult("rejected", None, attempts, describe_error(exc), None,
                                   time.monotonic() - started)
             delay = self.policy.next_delay(attempts, time.monotonic() - started, retry_after, self._rng)
             if delay is None:

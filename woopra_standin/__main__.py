@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from woopra_standin.server import Rule, StandIn, parse_rules_payload
+from woopra_standin.server import Rule, StandIn, parse_rules_payload, tls_context
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +38,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet", action="store_true", help="do not log each request to stderr"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--show-pii",
+        action="store_true",
+        help="log emails, IPs and cookies in clear (redacted by default)",
+    )
+    parser.add_argument(
+        "--tls-cert", help="serve HTTPS with this PEM certificate (needs --tls-key)"
+    )
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,8 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
+    try:
+        ssl_context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (OSError, ValueError) as exc:
+        print(f"woopra stand-in could not load the TLS certificate: {exc}", file=sys.stderr)
+        return 1
     standin = StandIn(
-        args.host, args.port, rules=rules, delay_ms=delay_ms, record_path=args.record
+        args.host,
+        args.port,
+        rules=rules,
+        delay_ms=delay_ms,
+        record_path=args.record,
+        ssl_context=ssl_context,
+        show_pii=args.show_pii,
     )
     try:
         standin.start()

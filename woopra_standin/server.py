@@ -9,11 +9,14 @@ import http
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qsl
+
+from pipeline.redact import redacted_url
 
 if TYPE_CHECKING:
     from typing import Self
@@ -141,6 +144,13 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     return parts[0], parts[1], parts[2], headers
 
 
+def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """A server-side TLS context from a PEM certificate (chain) and its private key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
 class StandIn:
     """Woopra tracking-API stand-in running its asyncio loop in a daemon thread."""
 
@@ -151,10 +161,16 @@ class StandIn:
         rules: list[Rule] | None = None,
         delay_ms: float = 0.0,
         record_path: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        show_pii: bool = False,
     ) -> None:
         self.host = host
         self.port = port
         self.record_path = record_path
+        # Set: serve HTTPS (e.g. with a self-signed certificate, to see clients refuse it).
+        self.ssl_context = ssl_context
+        # Logs redact emails, IPs and cookies unless asked (the recording keeps them: it is data).
+        self.show_pii = show_pii
         self._rules = list(rules or [])
         self._delay_ms = float(delay_ms)
         # One lock guards all state shared between the loop thread and callers' threads.
@@ -173,11 +189,12 @@ class StandIn:
 
     @property
     def url(self) -> str:
-        """Base tracking URL, e.g. ``http://127.0.0.1:PORT/track``."""
+        """Base tracking URL, e.g. ``http://127.0.0.1:PORT/track`` (``https://`` with TLS)."""
         host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/track"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}/track"
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -266,7 +283,8 @@ class StandIn:
         self._stopping = asyncio.Event()
         try:
             server = await asyncio.start_server(
-                self._handle, self.host, self.port, limit=MAX_HEAD_BYTES, backlog=1024
+                self._handle, self.host, self.port, limit=MAX_HEAD_BYTES, backlog=1024,
+                ssl=self.ssl_context,
             )
         except OSError as exc:
             self._startup_error = exc
@@ -378,7 +396,9 @@ class StandIn:
                 self._record_file.write(json.dumps(record) + "\n")
                 self._record_file.flush()  # so a parent process can tail the file live
             self._cond.notify_all()
-        log.info("%s %s?%s -> %s (#%d)", method, path, query, status or "drop", attempt)
+        if log.isEnabledFor(logging.INFO):
+            target = f"{path}?{query}" if self.show_pii else redacted_url(path, params.items())
+            log.info("%s %s -> %s (#%d)", method, target, status or "drop", attempt)
         return status, rule, delay_ms
 
     def _control(self, method: str, path: str, body: bytes) -> tuple[int, str]:
