@@ -150,8 +150,8 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_report_renders_in_headless_chromium(failed_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+    if chromium is None:  # fail, never skip: a skipped render would pass CI untested
+        pytest.fail("chromium is not installed: run scripts/test.sh, or apt-get install -y chromium", pytrace=False)
     out, _ = failed_run
     page = (out / "report.html").as_uri()
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
