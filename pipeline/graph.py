@@ -52,9 +52,9 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
             | "ReadForIdentity" >> read_source(job, started_ms)
             | "IdentityTimelines" >> IdentityTimelines(job.identity_ttl_days, job.consent, job.replay_reasons)
         )
-    enriched = consented | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming, timelines)
-    mapped = enriched | "MapToWoopra" >> MapToWoopra(job.woopra)
-    dead_letters = [parsed.dead_letters, mapped.dead_letters]
+    enriched = consented.events | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming, timelines)
+    mapped = enriched.events | "MapToWoopra" >> MapToWoopra(job.woopra)
+    dead_letters = [parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters]
     sent = mapped.requests
     if job.dry_run:
         _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds)

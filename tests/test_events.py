@@ -306,7 +306,9 @@ def test_own_traits_of_track_use_context_traits_not_top_level_traits():
 @pytest.mark.parametrize("vendor_ids, expected", [
     ({"woopra_cookie": "AH47"}, "AH47"),
     ({"woopra_cookie": ""}, None),
-    ({"woopra_cookie": 12}, None),
+    ({"woopra_cookie": 12}, "12"),  # a numeric cookie is sent as its text
+    ({"woopra_cookie": True}, None),
+    ({"woopra_cookie": {"x": 1}}, None),
     ({"other": "x"}, None),
     (None, None),
 ])

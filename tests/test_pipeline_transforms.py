@@ -107,7 +107,7 @@ def test_consent_filter_keeps_granted_and_counts_denied_and_missing():
         validate_event(event(anonymousId="none", context={})),
     ]
     p = batch_pipeline()
-    kept = p | beam.Create(events) | ConsentFilter(ConsentPolicy()) | beam.Map(lambda e: e.visitor)
+    kept = (p | beam.Create(events) | ConsentFilter(ConsentPolicy())).events | beam.Map(lambda e: e.visitor)
     assert_that(kept, equal_to(["ok"]))
     result = p.run()
     result.wait_until_finish()
@@ -141,7 +141,7 @@ def test_identity_is_carried_forward_in_event_time_whatever_the_input_order():
         history = _visitor_history()
         random.Random(seed).shuffle(history)
         with batch_pipeline() as p:
-            enriched = (p | beam.Create(history) | EnrichIdentity()) | beam.Map(_identity_view)
+            enriched = (p | beam.Create(history) | EnrichIdentity()).events | beam.Map(_identity_view)
             assert_that(enriched, equal_to(expected))
 
 
@@ -159,7 +159,7 @@ def test_identity_is_forgotten_after_the_ttl_of_event_time():
         validate_event(event(timestamp="2026-01-20T00:00:00Z")),  # 15 idle days later: forgotten
     ]
     with batch_pipeline() as p:
-        emails = (p | beam.Create(history) | EnrichIdentity(ttl_days=10)
+        emails = ((p | beam.Create(history) | EnrichIdentity(ttl_days=10)).events
                   | beam.Map(lambda e: (e.timestamp_ms, e.traits.get("email"))))
         assert_that(emails, equal_to([
             (1767225600000, "j@example.com"), (1767571200000, "j@example.com"), (1768867200000, None)]))
@@ -195,7 +195,7 @@ def test_deliver_sends_every_request_and_dead_letters_rejections(standin):
     delivery = DeliverySettings(rate_limit=1000, max_in_flight=4,
                                 retry=RetryPolicy(max_attempts=3, backoff_initial=0.01))
     p = batch_pipeline()
-    delivered = (p | beam.Create(events) | EnrichIdentity() | MapToWoopra(settings)).requests \
+    delivered = ((p | beam.Create(events) | EnrichIdentity()).events | MapToWoopra(settings)).requests \
         | DeliverToWoopra(delivery)
     assert_that(delivered.delivered | beam.Map(lambda o: (dict(o.request.params)["ce_order_id"], o.status, o.attempts)),
                 equal_to([("ok-1", 200, 1), ("ok-2", 200, 1), ("flaky", 200, 2), ("queued", 202, 1)]))

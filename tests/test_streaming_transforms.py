@@ -48,7 +48,7 @@ def _watermark(ms: int):
 
 
 def _emails(p, stream, ttl_days):
-    return (p | stream | EnrichIdentity(ttl_days=ttl_days, streaming=True)
+    return ((p | stream | EnrichIdentity(ttl_days=ttl_days, streaming=True)).events
             | beam.Map(lambda e: (e.type, e.timestamp_ms - NOW_MS, e.traits.get("email"))))
 
 

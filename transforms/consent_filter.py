@@ -8,16 +8,23 @@ import apache_beam as beam
 
 from transforms.consent import ConsentOutcome, ConsentPolicy, decide_consent
 from transforms.counters import counter
+from transforms.dead_letters import DEAD_LETTERS
 from transforms.events import Event
+from transforms.failures import StepFailures
 
 
 class _ConsentFn(beam.DoFn):
     def __init__(self, policy: ConsentPolicy) -> None:
         self.policy = policy
         self.filtered = {o: counter(o.value) for o in (ConsentOutcome.DENIED, ConsentOutcome.MISSING)}
+        self.failures = StepFailures("Consent")
 
-    def process(self, event: Event) -> Iterator[Event]:
-        decision = decide_consent(event.original, self.policy)
+    def process(self, event: Event) -> Iterator[object]:
+        try:
+            decision = decide_consent(event.original, self.policy)
+        except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
+            yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
+            return
         if decision.outcome.allowed:
             yield event
         else:
@@ -25,11 +32,15 @@ class _ConsentFn(beam.DoFn):
 
 
 class ConsentFilter(beam.PTransform):
-    """Keep events the policy allows; count the others ``consent_denied``/``consent_missing``."""
+    """Keep events the policy allows; count the others ``consent_denied``/``consent_missing``.
+
+    Outputs ``events`` and ``dead_letters`` (an event the rules could not be applied to).
+    """
 
     def __init__(self, policy: ConsentPolicy) -> None:
         super().__init__()
         self.policy = policy
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "ApplyConsent" >> beam.ParDo(_ConsentFn(self.policy))
+    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return events | "ApplyConsent" >> beam.ParDo(_ConsentFn(self.policy)).with_outputs(
+            DEAD_LETTERS, main="events")

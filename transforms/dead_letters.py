@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 RESPONSE_BODY_LIMIT = 1024
+# The tagged output every step sends its dead letters to.
+DEAD_LETTERS = "dead_letters"
 # Every reason a dead letter can have (SPEC §7), in the order the pipeline meets them.
 DEAD_LETTER_REASONS = ("invalid_json", "invalid_event", "too_large", "rejected", "retries_exhausted")
 # A URL's query (after "?") up to whitespace or a quote: it carries one event's values.
@@ -39,6 +41,11 @@ def cut_utf8(text: str, limit_bytes: int) -> str:
     return encoded[:limit_bytes].decode("utf-8", "ignore")
 
 
+def step_failure_error(step: str, exc: BaseException) -> str:
+    """The ``error`` of an event that made a step of the job raise: the step and the exception."""
+    return f"{step} failed on this event: {type(exc).__name__}: {exc}"[:1000]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """One event the pipeline could not deliver, in the shape SPEC §7 fixes."""
@@ -53,6 +60,7 @@ class DeadLetter:
     request: Mapping[str, Any] | None = None
     attributes: Mapping[str, str] | None = None
     failed_at: str = ""
+    raw_base64: str | None = None  # the exact input bytes, only when they were not UTF-8 text
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to the dead-letter output."""
@@ -67,10 +75,45 @@ class DeadLetter:
             "event": self.event,
             "raw": self.raw,
         }
+        if self.raw_base64 is not None:
+            record["raw_base64"] = self.raw_base64
         if self.attributes:
             record["attributes"] = dict(self.attributes)
         return record
 
     def to_json(self) -> str:
         """One JSON line."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+        return to_json_line(self.to_dict())
+
+
+def to_json_line(record: Mapping[str, Any]) -> str:
+    """Compact JSON of a record, UTF-8 kept as is; never raises.
+
+    Text that UTF-8 cannot hold (a lone surrogate) is written as JSON escapes, which read back
+    as the same value. A value JSON cannot hold at all leaves a note in ``error`` and the
+    record's ``raw`` (or ``event``) as text, so the line is still one record.
+    """
+    try:
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return _fallback_line(record, exc)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+    return line
+
+
+def _fallback_line(record: Mapping[str, Any], exc: BaseException) -> str:
+    safe: dict[str, Any] = {}
+    for key, value in record.items():
+        try:
+            json.dumps(value, ensure_ascii=True, default=str)
+            safe[key] = value
+        except (ValueError, TypeError, RecursionError):
+            safe[key] = None
+    note = f"(this record's {', '.join(k for k, v in safe.items() if v is None and record.get(k) is not None)} " \
+           f"could not be written as JSON: {type(exc).__name__})"
+    safe["error"] = f"{safe.get('error') or ''} {note}".strip()
+    return json.dumps(safe, ensure_ascii=True, separators=(",", ":"), default=str)

@@ -37,7 +37,9 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from transforms.dead_letters import DEAD_LETTERS
 from transforms.events import Event
+from transforms.failures import StepFailures
 from transforms.identity import IdentityFact, IdentityTimeline, VisitorIdentity, enrich_in_order, with_known_identity
 from transforms.identity_timelines import MS_PER_DAY, FoldTimelines
 
@@ -51,9 +53,17 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
 class _EnrichFromTimelineFn(beam.DoFn):
     """Batch: each call enriched from its visitor's timeline (a map side input)."""
 
-    def process(self, event: Event, timelines: Mapping[str, IdentityTimeline]) -> Iterator[Event]:
-        timeline = timelines.get(event.visitor)  # none for a visitor who never said anything
-        yield with_known_identity(event, timeline.at(event.timestamp_ms) if timeline else None)
+    def setup(self) -> None:
+        self.failures = StepFailures("Identity")
+
+    def process(self, event: Event, timelines: Mapping[str, IdentityTimeline]) -> Iterator[object]:
+        try:
+            timeline = timelines.get(event.visitor)  # none for a visitor who never said anything
+            enriched = with_known_identity(event, timeline.at(event.timestamp_ms) if timeline else None)
+        except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
+            yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
+            return
+        yield enriched
 
 
 class _EnrichIdentityStatefulFn(beam.DoFn):
@@ -66,6 +76,9 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
 
     def __init__(self, ttl_days: float) -> None:
         self.ttl_ms = int(ttl_days * MS_PER_DAY)
+
+    def setup(self) -> None:
+        self.failures = StepFailures("Identity")
 
     def process(
         self,
@@ -84,15 +97,35 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         pending=beam.DoFn.StateParam(PENDING),
         identity_state=beam.DoFn.StateParam(IDENTITY),
         expire=beam.DoFn.TimerParam(EXPIRE),
-    ) -> Iterator[TimestampedValue]:
+    ) -> Iterator[object]:
         waiting = list(pending.read())
         pending.clear()
-        enriched, identity = enrich_in_order(waiting, identity_state.read() or VisitorIdentity(), self.ttl_ms)
+        known = identity_state.read() or VisitorIdentity()
+        try:
+            enriched, identity = enrich_in_order(waiting, known, self.ttl_ms)
+        except Exception:  # noqa: BLE001 - find the event that failed; the others go on
+            enriched, identity, failed = self._enrich_one_by_one(waiting, known)
+            yield from failed
         identity_state.write(identity)
         # Each release moves the expiry: when it fires, the visitor has been idle that long.
         last_active_ms = max(identity.last_seen_ms, int(time.time() * 1000))
         expire.set(Timestamp(micros=(last_active_ms + self.ttl_ms) * 1000))
         yield from _timestamped(enriched)
+
+    def _enrich_one_by_one(
+        self, waiting: list[Event], identity: VisitorIdentity
+    ) -> tuple[list[Event], VisitorIdentity, list[object]]:
+        """``enrich_in_order`` event by event, so one event's failure is its own dead letter."""
+        enriched: list[Event] = []
+        failed: list[object] = []
+        for event in sorted(waiting, key=lambda e: e.timestamp_ms):
+            try:
+                done, identity = enrich_in_order([event], identity, self.ttl_ms)
+            except Exception as exc:  # noqa: BLE001
+                failed.append(self.failures.dead_letter(exc, event.original, attributes=event.attributes))
+                continue
+            enriched.extend(done)
+        return enriched, identity, failed
 
     @on_timer(EXPIRE)
     def forget(
@@ -112,6 +145,8 @@ def _visitor_fact(event: Event) -> tuple[str, IdentityFact]:
 class EnrichIdentity(beam.PTransform):
     """Give every event its visitor's remembered traits, ``cv_id`` and cookie (SPEC §3).
 
+    Outputs ``events`` and ``dead_letters`` (an event the rules could not be applied to).
+
     Batch jobs pass ``timelines`` from ``IdentityTimelines`` over a second read of the input;
     without them they are folded from ``events`` themselves, which makes the runner keep
     ``events`` until the fold is done (fine for tests and small inputs).
@@ -125,13 +160,15 @@ class EnrichIdentity(beam.PTransform):
         self.streaming = streaming
         self.timelines = timelines
 
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
+    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if self.streaming:
             keyed = events | "KeyByVisitor" >> beam.Map(lambda event: (event.visitor, event)).with_output_types(
                 beam.typehints.KV[str, Event])
-            return keyed | "CarryTraitsForward" >> beam.ParDo(_EnrichIdentityStatefulFn(self.ttl_days))
+            return keyed | "CarryTraitsForward" >> beam.ParDo(_EnrichIdentityStatefulFn(self.ttl_days)).with_outputs(
+                DEAD_LETTERS, main="events")
         timelines = self.timelines
         if timelines is None:
             timelines = (events | "VisitorFacts" >> beam.Map(_visitor_fact)
                          | "Timelines" >> FoldTimelines(int(self.ttl_days * MS_PER_DAY)))
-        return events | "LookUpTimeline" >> beam.ParDo(_EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines))
+        return events | "LookUpTimeline" >> beam.ParDo(
+            _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")

@@ -7,7 +7,9 @@ which is how dead letters are replayed.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,17 @@ from typing import Any
 
 DELIVERED_TYPES = frozenset({"page", "track", "identify"})
 UNSUPPORTED_TYPES = frozenset({"group", "alias", "screen"})
+# Deeper JSON is refused (docs/behaviour.md): real events nest a handful of levels, and a very
+# deep one would exhaust the recursion of every later step that walks or copies it.
+MAX_DEPTH = 64
+# Event times Woopra can take: from the Unix epoch (earlier times are not meaningful to Woopra)
+# to the last millisecond of year 9999.
+FIRST_EVENT_MS = 0
+LAST_EVENT_MS = 253_402_300_799_999
+UTF8_BOM = b"\xef\xbb\xbf"
+# A JSON escape of a UTF-16 surrogate: only text with one can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -63,9 +76,7 @@ class Event:
         """The Woopra visitor cookie captured by the tag, ``vendor_ids.woopra_cookie``."""
         vendor_ids = self.original.get("vendor_ids")
         if isinstance(vendor_ids, dict):
-            cookie = vendor_ids.get("woopra_cookie")
-            if isinstance(cookie, str) and cookie:
-                return cookie
+            return _identifier(vendor_ids.get("woopra_cookie"))
         return None
 
 
@@ -75,9 +86,10 @@ class InvalidInput:
 
     reason: str
     error: str
-    event: dict[str, Any] | None  # the decoded object, when there was one
-    raw: str | None  # the undecodable text, for invalid_json
+    event: dict[str, Any] | None  # the decoded object, when it can be kept and replayed
+    raw: str | None  # the input as text, whenever ``event`` cannot hold it
     attributes: Mapping[str, str] | None = None
+    raw_base64: str | None = None  # the exact input bytes, when they were not UTF-8 text
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,19 @@ def parse_timestamp_ms(value: Any) -> int:
     return int(round(parsed.timestamp() * 1000))
 
 
+def event_time_ms(value: Any) -> int:
+    """An event's ``timestamp`` as Unix ms within 1970..9999; ValueError naming the problem."""
+    try:
+        timestamp_ms = parse_timestamp_ms(value)
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is out of range ({exc})") from None
+    if timestamp_ms < FIRST_EVENT_MS:
+        raise ValueError(f"{value!r} is before 1970-01-01T00:00:00Z, the earliest time Woopra takes")
+    if timestamp_ms > LAST_EVENT_MS:
+        raise ValueError(f"{value!r} is after 9999-12-31T23:59:59.999Z")
+    return timestamp_ms
+
+
 NESTED_FIELDS = ("properties", "traits", "context", "vendor_ids", "integrations", "event")
 
 
@@ -127,8 +152,8 @@ def decode_nested_json(row: dict[str, Any]) -> dict[str, Any]:
         value = decoded.get(key)
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
-                decoded[key] = json.loads(value)
-            except ValueError:
+                decoded[key] = _decode(value)
+            except (ValueError, RecursionError):
                 pass  # left as a string: validation reports it
     return {k: v for k, v in decoded.items() if v is not None or k in ("event", "raw")}
 
@@ -138,10 +163,68 @@ def is_dead_letter(obj: Any) -> bool:
     return isinstance(obj, dict) and "reason" in obj and "failed_at" in obj and ("event" in obj or "raw" in obj)
 
 
-def _decode(payload: str | bytes) -> Any:
-    if isinstance(payload, bytes):
-        payload = payload.decode("utf-8")
-    return json.loads(payload)
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _decode(text: str) -> Any:
+    # NaN and Infinity are not JSON (Python's parser accepts them unless told otherwise).
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _as_text(payload: str | bytes) -> tuple[str, str | None]:
+    """The input as text (a UTF-8 byte-order mark dropped), and the exact bytes when not UTF-8.
+
+    Undecodable bytes are kept twice: readable with U+FFFD in their place, and exact in base64.
+    """
+    if isinstance(payload, str):
+        return (payload[1:] if payload.startswith("\ufeff") else payload), None
+    if payload.startswith(UTF8_BOM):
+        payload = payload[len(UTF8_BOM):]
+    try:
+        return payload.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return payload.decode("utf-8", "replace"), base64.b64encode(payload).decode("ascii")
+
+
+def structure_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why a decoded JSON value cannot travel through the job, or None: too deep, or a lone surrogate.
+
+    Iterative, so it is safe however deep the value is.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            for key, member in item.items():
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    return f"a key holds a lone UTF-16 surrogate: {key.encode('utf-8', 'backslashreplace')!r}"
+                pending.append((member, depth + 1))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            pending.extend((member, depth + 1) for member in item)
+        elif isinstance(item, str) and _has_lone_surrogate(item):
+            return f"a value holds a lone UTF-16 surrogate: {item.encode('utf-8', 'backslashreplace')[:80]!r}"
+    return None
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _may_have_structure_problem(text: str) -> bool:
+    """Cheap test on the input text: can its JSON be too deep or hold a lone surrogate?"""
+    return (text.count("{") + text.count("[") > MAX_DEPTH
+            or _SURROGATE_ESCAPE.search(text) is not None or _has_lone_surrogate(text))
 
 
 def parse_input(
@@ -151,32 +234,91 @@ def parse_input(
 
     An event without ``timestamp`` takes ``raw.fallback_time_ms``, else ``now_ms``, else now.
     With ``replay_reasons``, a dead-letter record of any other reason is ``NotReplayed``
-    (inputs that are plain events are not affected).
+    (inputs that are plain events are not affected). Never raises on what it is given.
     """
     if raw.fallback_time_ms is not None:
         now_ms = raw.fallback_time_ms
     payload = raw.payload
     attributes = raw.attributes
+    text: str | None = None
     if isinstance(payload, dict):
         obj: Any = decode_nested_json(payload)
-    else:
+        checked = False
+    elif isinstance(payload, (str, bytes)):
+        text, raw_base64 = _as_text(payload)
+        if raw_base64 is not None:
+            return InvalidInput("invalid_json", "invalid JSON: the input is not UTF-8 text", None, text,
+                                attributes, raw_base64)
         try:
-            obj = _decode(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-            return InvalidInput("invalid_json", f"invalid JSON: {exc}", None, text, attributes)
+            obj = _decode(text)
+        except (ValueError, RecursionError) as exc:
+            error = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return InvalidInput("invalid_json", f"invalid JSON: {error}", None, text, attributes)
+        checked = not _may_have_structure_problem(text)
+    else:
+        return InvalidInput("invalid_event", f"an input must be JSON text, got {type(payload).__name__}",
+                            None, _json_text(payload), attributes)
+    if not checked:
+        problem = structure_problem(obj)
+        if problem is not None and problem.startswith("nested"):
+            # Kept as the text that was read: a too-deep object cannot be written back out as JSON.
+            return InvalidInput("invalid_event", f"invalid event: {problem}", None,
+                                text if text is not None else _json_text(obj), attributes)
+        if problem is not None:
+            return InvalidInput("invalid_event", f"invalid event: {problem}",
+                                obj if isinstance(obj, dict) else None,
+                                None if isinstance(obj, dict) else _json_text(obj), attributes)
     if is_dead_letter(obj):
-        if replay_reasons is not None and obj.get("reason") not in replay_reasons:
-            return NotReplayed(str(obj.get("reason")))
-        # Replaying a dead letter: re-read the event it carried, or the raw line it kept.
+        reason = obj.get("reason")
+        if replay_reasons is not None and not (isinstance(reason, str) and reason in replay_reasons):
+            return NotReplayed(str(reason)[:100])
+        # Replaying a dead letter: re-read the event it carried, or what it kept of the input.
+        if isinstance(obj.get("raw_base64"), str):
+            try:
+                original = base64.b64decode(obj["raw_base64"], validate=True)
+            except ValueError:
+                original = None
+            if original is not None:
+                return parse_input(RawInput(original, raw.source, attributes, raw.fallback_time_ms), now_ms)
         if isinstance(obj.get("event"), dict):
             obj = obj["event"]
         elif isinstance(obj.get("raw"), str):
             return parse_input(RawInput(obj["raw"], raw.source, attributes, raw.fallback_time_ms), now_ms)
     if not isinstance(obj, dict):
-        return InvalidInput("invalid_event", "event must be a JSON object", None,
-                            payload if isinstance(payload, str) else None, attributes)
+        kept_text = text if text is not None else _json_text(obj)
+        return InvalidInput("invalid_event", f"an event must be a JSON object, got {_json_kind(obj)}", None,
+                            kept_text, attributes)
     return validate_event(obj, attributes, now_ms)
+
+
+def input_text(raw: RawInput) -> str:
+    """What was read, as text for a dead letter's ``raw`` (undecodable bytes as U+FFFD)."""
+    payload = raw.payload
+    if isinstance(payload, (str, bytes)):
+        return _as_text(payload)[0]
+    return _json_text(payload)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _json_text(value: Any) -> str:
+    """A decoded value written back as JSON (ASCII escapes keep lone surrogates writable)."""
+    try:
+        return json.dumps(value, ensure_ascii=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return "(the input could not be written back as JSON)"
 
 
 def validate_event(
@@ -209,8 +351,8 @@ def validate_event(
         timestamp_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     else:
         try:
-            timestamp_ms = parse_timestamp_ms(obj["timestamp"])
-        except (ValueError, OverflowError) as exc:
+            timestamp_ms = event_time_ms(obj["timestamp"])
+        except ValueError as exc:
             return invalid(f"bad 'timestamp': {exc}")
     return Event(
         original=obj,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import time
@@ -12,17 +11,14 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.transforms import window
 
+from transforms.dead_letters import to_json_line
+
 
 def file_prefix(path: str, default_name: str) -> str:
     """A shard prefix: a path ending in ``/`` (or an existing directory) gets ``default_name``."""
     if path.endswith("/") or os.path.isdir(path):
         return path.rstrip("/") + "/" + default_name
     return path
-
-
-def to_json_line(record: dict[str, Any]) -> str:
-    """Compact JSON, UTF-8 kept as is."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _stamp_now(element: Any) -> window.TimestampedValue:

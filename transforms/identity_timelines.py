@@ -79,7 +79,10 @@ class _DeliveredFactsFn(beam.DoFn):
         self.replay_reasons = replay_reasons
 
     def process(self, raw: RawInput) -> Iterator[tuple[str, IdentityFact]]:
-        keyed = delivered_fact(raw, self.consent, self.replay_reasons)
+        try:
+            keyed = delivered_fact(raw, self.consent, self.replay_reasons)
+        except Exception:  # noqa: BLE001 - the delivering read dead-letters this input
+            return
         if keyed is not None:
             yield keyed
 

@@ -8,11 +8,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from transforms.counters import counter
-from transforms.dead_letters import DeadLetter
+from transforms.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.events import Event
+from transforms.failures import StepFailures
 from transforms.woopra_mapping import Skipped, WoopraSettings, build_request
-
-DEAD_LETTERS = "dead_letters"
 
 
 class _MapFn(beam.DoFn):
@@ -20,9 +19,14 @@ class _MapFn(beam.DoFn):
         self.settings = settings
         self.dropped_unmapped = counter("dropped_unmapped")
         self.too_large = counter("too_large")
+        self.failures = StepFailures("MapToWoopra")
 
     def process(self, event: Event) -> Iterator[object]:
-        result = build_request(event, self.settings)
+        try:
+            result = build_request(event, self.settings)
+        except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
+            yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
+            return
         if not isinstance(result, Skipped):
             yield result
         elif result.reason == "too_large":

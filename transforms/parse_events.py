@@ -9,16 +9,15 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.counters import counter
-from transforms.dead_letters import DeadLetter
-from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, parse_input
-
-DEAD_LETTERS = "dead_letters"
+from transforms.dead_letters import DEAD_LETTERS, DeadLetter
+from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, input_text, parse_input
+from transforms.failures import StepFailures
 
 
 def invalid_dead_letter(invalid: InvalidInput) -> DeadLetter:
     """The dead-letter record of an input that could not be parsed or validated."""
     return DeadLetter(reason=invalid.reason, error=invalid.error, event=invalid.event,
-                      raw=invalid.raw, attributes=invalid.attributes)
+                      raw=invalid.raw, attributes=invalid.attributes, raw_base64=invalid.raw_base64)
 
 
 class _ParseFn(beam.DoFn):
@@ -28,17 +27,23 @@ class _ParseFn(beam.DoFn):
         self.invalid = counter("invalid")
         self.unsupported = counter("unsupported")
         self.skipped_replay = counter("skipped_replay")
+        self.failures = StepFailures("Parse")
 
     def process(self, raw: RawInput) -> Iterator[object]:
         self.read.inc()
-        result = parse_input(raw, replay_reasons=self.replay_reasons)
-        if isinstance(result, Event):
-            yield TimestampedValue(result, result.timestamp_ms / 1000.0)
+        try:
+            result = parse_input(raw, replay_reasons=self.replay_reasons)
+            output = TimestampedValue(result, result.timestamp_ms / 1000.0) if isinstance(result, Event) else None
+        except Exception as exc:  # noqa: BLE001 - any failure is this input's dead letter
+            yield self.failures.dead_letter(exc, raw=input_text(raw), attributes=raw.attributes)
+            return
+        if output is not None:
+            yield output
         elif isinstance(result, Unsupported):
             self.unsupported.inc()
         elif isinstance(result, NotReplayed):
             self.skipped_replay.inc()
-        else:
+        elif isinstance(result, InvalidInput):
             self.invalid.inc()
             yield pvalue.TaggedOutput(DEAD_LETTERS, invalid_dead_letter(result))
 
