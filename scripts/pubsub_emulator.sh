@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start/stop a local Pub/Sub server on 127.0.0.1 for tests and CI.
 #   usage: scripts/pubsub_emulator.sh start|stop|status|backend
+#          status: the backend serving the port (emulator, pstest or unknown), exit 1 if none;
+#          backend: the one `start` would launch.
 #   env:   PUBSUB_PORT (8085), PUBSUB_STATE_DIR (/tmp/pubsub-emulator-$PORT),
 #          PUBSUB_BACKEND=auto|emulator|pstest (auto), PYTHON (python3)
 # Backends: "emulator" = Google's Java emulator (Debian google-cloud-cli-pubsub-emulator),
@@ -39,6 +41,22 @@ t = p.topic_path("probe", "ready-probe-%d" % os.getpid())
 p.create_topic(request={"name": t}, timeout=5, retry=None)
 p.delete_topic(request={"topic": t}, timeout=5, retry=None)
 EOF
+}
+
+# Which backend serves the port: ours from the state file, else read off the listening process's
+# command line (a server started by another copy of this script, or by hand).
+serving() {
+  port_open || return 1
+  if alive && [[ -f $BACKF ]]; then cat "$BACKF"; return 0; fi
+  local cmdline
+  for cmdline in /proc/[0-9]*/cmdline; do
+    cmdline="$(tr '\0' ' ' <"$cmdline" 2>/dev/null)" || continue
+    case "$cmdline" in
+      *cloud-pubsub-emulator*"--port=$PORT "*) echo emulator; return 0 ;;
+      *pstest_server*"-port $PORT "*) echo pstest; return 0 ;;
+    esac
+  done
+  echo unknown
 }
 
 # Why a backend cannot be used (empty output = usable).
@@ -107,7 +125,7 @@ launch() {
 do_start() {
   mkdir -p "$STATE"
   if probe; then
-    echo "pubsub emulator ($(cat "$BACKF" 2>/dev/null || echo external)) ready on $HOST:$PORT"; return 0
+    echo "pubsub emulator ($(serving)) ready on $HOST:$PORT"; return 0
   fi
   port_open && die "port $PORT is in use by something that is not a Pub/Sub server"
   alive && do_stop >/dev/null  # our process, but unresponsive: restart it
@@ -137,7 +155,7 @@ do_stop() {
 case "${1:-}" in
   start) do_start ;;
   stop) do_stop ;;
-  status) alive || { echo "not running" >&2; exit 1; }; cat "$BACKF" ;;
+  status) serving || { echo "not running" >&2; exit 1; } ;;
   backend) choose ;;
   *) die "usage: $0 start|stop|status|backend" ;;
 esac
