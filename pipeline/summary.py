@@ -36,8 +36,13 @@ def counters_from_result(result: PipelineResult) -> dict[str, int]:
     return counts
 
 
-def build_summary(counts: Mapping[str, int], dry_run: bool, elapsed_seconds: float) -> dict[str, Any]:
-    """The summary object: every key present, the accounting identity checked."""
+def build_summary(
+    counts: Mapping[str, int], dry_run: bool, elapsed_seconds: float, run_id: str = ""
+) -> dict[str, Any]:
+    """The summary object: every key present, the accounting identity checked.
+
+    ``run_id`` is in the name of every file the run wrote (dead letters, dry-run requests).
+    """
     summary: dict[str, Any] = {key: int(counts.get(key, 0)) for key in SUMMARY_KEYS}
     if dry_run:
         summary[DRY_RUN_KEY] = int(counts.get(DRY_RUN_KEY, 0))
@@ -48,6 +53,8 @@ def build_summary(counts: Mapping[str, int], dry_run: bool, elapsed_seconds: flo
     summary["dry_run"] = dry_run
     summary["elapsed_seconds"] = round(elapsed_seconds, 3)
     summary["events_per_second"] = round(summary["read"] / elapsed_seconds, 1) if elapsed_seconds > 0 else 0.0
+    if run_id:
+        summary["run_id"] = run_id
     return summary
 
 
@@ -92,6 +99,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     check = "ok" if summary["balanced"] else "MISMATCH"
     lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,} ({check})")
     lines.append(f"  time: {summary['elapsed_seconds']:.1f} s, {summary['events_per_second']:,.1f} events/s")
+    if summary.get("run_id"):
+        lines.append(f"  run: {summary['run_id']} (in the names of this run's dead-letter and dry-run files)")
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -23,14 +23,15 @@ class _CountWouldSend(beam.DoFn):
 class WriteDryRun(beam.PTransform):
     """Count requests as ``would_send`` and write them as JSON lines under ``path``."""
 
-    def __init__(self, path: str, window_seconds: float | None = None) -> None:
+    def __init__(self, path: str, window_seconds: float | None = None, run_id: str = "") -> None:
         super().__init__()
         self.path = path
         self.window_seconds = window_seconds
+        self.run_id = run_id
 
     def expand(self, requests: beam.PCollection) -> Any:
         return (
             requests
             | "CountWouldSend" >> beam.ParDo(_CountWouldSend())
-            | "Write" >> WriteJsonLines(self.path, "requests", self.window_seconds)
+            | "Write" >> WriteJsonLines(self.path, "requests", self.window_seconds, self.run_id)
         )

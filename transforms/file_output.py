@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import time
 from typing import Any
 
@@ -14,11 +15,21 @@ from apache_beam.transforms import window
 from transforms.dead_letters import to_json_line
 
 
-def file_prefix(path: str, default_name: str) -> str:
-    """A shard prefix: a path ending in ``/`` (or an existing directory) gets ``default_name``."""
+def new_run_id(now: float | None = None) -> str:
+    """A run's id: its UTC start time and 4 random hex digits, e.g. ``20261201T093012Z-3f9a``.
+
+    Sorts by start time; the random part keeps two runs started in the same second apart.
+    """
+    started = time.gmtime(time.time() if now is None else now)
+    return time.strftime("%Y%m%dT%H%M%SZ", started) + "-" + secrets.token_hex(2)
+
+
+def file_prefix(path: str, default_name: str, run_id: str = "") -> str:
+    """A run's shard prefix: a path ending in ``/`` (or an existing directory) gets ``default_name``;
+    the run id follows, so that no run writes over another run's files."""
     if path.endswith("/") or os.path.isdir(path):
-        return path.rstrip("/") + "/" + default_name
-    return path
+        path = path.rstrip("/") + "/" + default_name
+    return f"{path}-{run_id}" if run_id else path
 
 
 def _stamp_now(element: Any) -> window.TimestampedValue:
@@ -29,23 +40,25 @@ def _stamp_now(element: Any) -> window.TimestampedValue:
 class WriteJsonLines(beam.PTransform):
     """Write JSON-serialisable dicts as JSON-lines files under a path prefix.
 
-    Batch: ``<prefix>-SSSSS-of-NNNNN.jsonl``. Streaming (``window_seconds`` given): one file per
-    window of processing time, ``<prefix>-<window start>-<window end>-...jsonl``, written when
-    the window closes.
+    Batch: ``<prefix>-<run id>-SSSSS-of-NNNNN.jsonl``, no file when there are no records.
+    Streaming (``window_seconds`` given): one file per window of processing time,
+    ``<prefix>-<run id>-<window start>-<window end>-...jsonl``, written when the window closes.
+    The run id keeps every run's files apart: a run never replaces another run's output.
 
     These files carry emails, IPs and cookies (they must, to be replayable): the launcher sets
     the process umask so they are created readable by their owner only (SPEC §9).
     """
 
-    def __init__(self, path: str, default_name: str, window_seconds: float | None = None) -> None:
+    def __init__(self, path: str, default_name: str, window_seconds: float | None = None, run_id: str = "") -> None:
         super().__init__()
-        self.prefix = file_prefix(path, default_name)
+        self.prefix = file_prefix(path, default_name, run_id)
         self.window_seconds = window_seconds
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
         lines = records | "ToJson" >> beam.Map(to_json_line)
         if self.window_seconds is None:
-            return lines | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl")
+            return lines | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl",
+                                                               skip_if_empty=True)
         directory, name = posixpath.split(self.prefix)
         return (
             lines

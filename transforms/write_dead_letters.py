@@ -25,10 +25,11 @@ def to_pubsub_message(dead_letter: DeadLetter) -> PubsubMessage:
 class WriteDeadLetters(beam.PTransform):
     """Write ``DeadLetter`` records (SPEC §7) to JSON-lines files or a Pub/Sub topic."""
 
-    def __init__(self, path: str, window_seconds: float | None = None) -> None:
+    def __init__(self, path: str, window_seconds: float | None = None, run_id: str = "") -> None:
         super().__init__()
         self.path = path
         self.window_seconds = window_seconds
+        self.run_id = run_id
 
     def expand(self, dead_letters: beam.PCollection) -> beam.pvalue.PDone:
         if is_pubsub_topic(self.path):
@@ -40,5 +41,5 @@ class WriteDeadLetters(beam.PTransform):
         return (
             dead_letters
             | "ToRecords" >> beam.Map(DeadLetter.to_dict)
-            | "Write" >> WriteJsonLines(self.path, "dead_letters", self.window_seconds)
+            | "Write" >> WriteJsonLines(self.path, "dead_letters", self.window_seconds, self.run_id)
         )
