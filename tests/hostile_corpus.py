@@ -3,9 +3,10 @@
 Every case is a single line of a JSON-lines file, as bytes. ``expected`` is the summary key the
 event must land in; an ``invalid`` case also names its dead-letter reason. Cases that are sent
 carry ``properties.case`` (``ce_case``), so a request seen by Woopra can be traced to its case.
-The outcomes follow README.md (Parse, Consent, Mapping, Dead letters): bad JSON, JSON nested
-deeper than 64 levels, a lone UTF-16 surrogate, a non-finite number or an event time outside
-1970-01-01..9999-12-31 is a dead letter; every dead letter keeps what was read.
+The outcomes follow README.md (Parse, Consent, Mapping, Dead letters): text that is not JSON
+(``NaN`` and ``Infinity`` included) is ``invalid_json``; JSON nested deeper than 64 levels, a lone
+UTF-16 surrogate, a number too large for a float (``1e400``) or an event time outside
+1970-01-01..9999-12-31 is ``invalid_event``; every dead letter keeps what was read.
 
 Used by ``tests/test_hostile_corpus.py`` (the whole corpus in one run) and
 ``scripts/reliability.py`` (each case alone, and the fault runs).
@@ -152,15 +153,15 @@ def _cases() -> list[HostileCase]:
     invalid_json("empty_values", 'fields without values: `{"type":,"event":}`', b'{"type":,"event":}')
     invalid_json("single_quotes", "JavaScript-style single quotes", b"{'type':'track'}")
     invalid_json("trailing_comma", "a trailing comma before `}`", good[:-1] + b",}")
-    invalid_event("nan_property", "a `NaN` literal as a property value",
-                  line(event("nan_property", properties={"case": "nan_property", "v": splice_marker()}), "NaN"))
-    invalid_event("infinity_property", "an `Infinity` literal as a property value",
-                  line(event("infinity_property", properties={"case": "infinity_property", "v": splice_marker()}),
-                       "Infinity"))
-    invalid_event("minus_infinity_trait", "`-Infinity` as a trait of an identify call",
-                  line(event("minus_infinity_trait", type="identify", traits={"score": splice_marker()}),
-                       "-Infinity"))
-    invalid_event("number_1e400", "`1e400` (decodes to infinity) as a property value",
+    invalid_json("nan_property", "a `NaN` literal as a property value",
+                 line(event("nan_property", properties={"case": "nan_property", "v": splice_marker()}), "NaN"))
+    invalid_json("infinity_property", "an `Infinity` literal as a property value",
+                 line(event("infinity_property", properties={"case": "infinity_property", "v": splice_marker()}),
+                      "Infinity"))
+    invalid_json("minus_infinity_trait", "`-Infinity` as a trait of an identify call",
+                 line(event("minus_infinity_trait", type="identify", traits={"score": splice_marker()}),
+                      "-Infinity"))
+    invalid_event("number_1e400", "`1e400` (valid JSON, but infinity to Python) as a property value",
                   line(event("number_1e400", properties={"case": "number_1e400", "v": splice_marker()}), "1e400"))
     invalid_json("int_5000_digits", "a 5000-digit integer property (over Python's 4300-digit limit)",
                   line(event("int_5000_digits", properties={"case": "int_5000_digits", "v": splice_marker()}),
@@ -278,7 +279,7 @@ def _cases() -> list[HostileCase]:
         ("ts_object", {"ms": 1}, "`timestamp` is an object"),
     ):
         invalid_event(name, what, line(event(name, timestamp=value)))
-    invalid_event("ts_nan", "`timestamp` is a `NaN` literal", line(event("ts_nan", timestamp=splice_marker()), "NaN"))
+    invalid_json("ts_nan", "`timestamp` is a `NaN` literal", line(event("ts_nan", timestamp=splice_marker()), "NaN"))
     invalid_event("ts_4000_digits", "`timestamp` is a 4000-digit integer",
                   line(event("ts_4000_digits", timestamp=splice_marker()), "1" * 4000))
     sent("ts_epoch", "exactly 1970-01-01T00:00:00Z", line(event("ts_epoch", timestamp="1970-01-01T00:00:00Z")),
