@@ -98,6 +98,13 @@ def parse_config(document: Any) -> IntegrationConfig:
     return IntegrationConfig(**values)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line N: what is wrong`` from a YAML error, on one line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
+
+
 def load_config(path: str) -> IntegrationConfig:
     """Read and validate a YAML or JSON config file."""
     file = Path(path)
@@ -107,9 +114,10 @@ def load_config(path: str) -> IntegrationConfig:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         document = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {first_line}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON, line {exc.lineno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML, {yaml_problem(exc)}") from None
     try:
         return parse_config(document)
     except ConfigError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -20,8 +22,15 @@ from pipeline.graph import build_pipeline
 from pipeline.options import (
     JobSettings,
     OptionsError,
+    check_pubsub_access,
+    check_runner,
+    check_runner_config_flags,
+    expand_input,
     expand_runner_config,
+    help_parser,
+    normalize_streaming,
     resolve_settings,
+    runner_config_path,
     take_dry_run,
     unknown_flags,
     with_default_runner,
@@ -35,18 +44,50 @@ JOB_LOGGERS = ("pipeline", "transforms")
 
 
 def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSettings]:
-    """Runner config + flags → validated options; raises OptionsError/ConfigError."""
-    flags, dry_run = take_dry_run(with_default_runner(expand_runner_config(argv)))
-    unknown = unknown_flags(flags)
+    """Runner config + flags → validated options; raises OptionsError/ConfigError.
+
+    Everything a user can get wrong on the command line is checked here, before the graph is
+    built, so that it is one line instead of a traceback from inside Beam.
+    """
+    command_line = take_dry_run(normalize_streaming(argv))
+    unknown = unknown_flags(command_line)
     if unknown:
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise OptionsError(f"unknown option {unknown[0]}{more}")
+        raise OptionsError(f"unknown option {unknown[0]}{more}; python -m pipeline --help lists the options")
+    config_path = runner_config_path(command_line)
+    if config_path:
+        check_runner_config_flags(config_path)
+    flags = with_default_runner(normalize_streaming(take_dry_run(expand_runner_config(command_line))))
+    check_runner(flags)
     options = PipelineOptions(flags)
-    return options, resolve_settings(options, dry_run)
+    job = resolve_settings(options)
+    if job.source_kind == "files":
+        job = dataclasses.replace(job, source=expand_input(job.source))
+    check_pubsub_access(options, job)
+    return options, job
+
+
+def print_help(argv: Sequence[str]) -> bool:
+    """``--help``: the job's own options; ``--help-beam``: Beam's. False when neither was asked."""
+    prog = "woopra-pipeline" if os.path.basename(sys.argv[0]).startswith("woopra-pipeline") else "python -m pipeline"
+    if "--help-beam" in argv:
+        def show_beam_help(parser: argparse.ArgumentParser) -> None:
+            # Beam calls this with its parser of every registered option class.
+            parser.prog = prog
+            parser.print_help()
+
+        PipelineOptions([]).get_all_options(add_extra_args_fn=show_beam_help)
+        return True
+    if "--help" in argv or "-h" in argv:
+        help_parser(prog).print_help()
+        return True
+    return False
 
 
 def run(argv: Sequence[str]) -> int:
     """Validate, build, run and summarise one job; returns the process exit code."""
+    if print_help(argv):
+        return 0
     try:
         options, job = parse_command_line(argv)
     except (OptionsError, ConfigError) as exc:

@@ -6,7 +6,13 @@ the option instead of argparse's usage dump.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import difflib
+import importlib
+import io
 import ipaddress
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -18,10 +24,11 @@ from urllib.parse import urlsplit
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline.config import IntegrationConfig, load_config
+from pipeline.config import IntegrationConfig, load_config, yaml_problem
 from transforms.consent import ConsentPolicy
 from transforms.dead_letters import DEAD_LETTER_REASONS
 from transforms.deliver import DeliverySettings
+from transforms.read_events import SUPPORTED_INPUTS, is_supported_input
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
     DEFAULT_APP,
@@ -32,6 +39,7 @@ from transforms.woopra_mapping import (
     WoopraSettings,
 )
 
+log = logging.getLogger("pipeline.options")
 RUNNER_CONFIG_DIR = Path(__file__).resolve().parent.parent / "runner_configs"
 # Beam's DirectRunner first tries to download the Prism runner, which fails without internet
 # and is slow with it; these two local runners need nothing from outside.
@@ -43,52 +51,114 @@ class OptionsError(ValueError):
     """A bad command line or runner config; the message is one line naming the option."""
 
 
+@dataclass(frozen=True)
+class Flag:
+    """One of the job's own options: its name, help text and default (a string, as Beam gets it)."""
+
+    name: str
+    metavar: str
+    help: str
+    default: str | None = None
+
+    def help_text(self) -> str:
+        """The help text, ending with the default when there is one."""
+        return self.help if self.default is None else f"{self.help} Default: {self.default}."
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DRY_RUN_ALIAS = "--dry_run"
+
+# The job's options, grouped as ``--help`` shows them. Help texts are ours; README "Options" has
+# the same table.
+OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
+    ("Input", "Exactly one of --input (batch), --input_subscription or --input_topic (both with --streaming).", (
+        Flag("--input", "PATHS", "Event files, comma-separated: files, globs or folders (local or gs://). "
+                        "Read: .jsonl .ndjson .json (also .gz) and .parquet .parq; a folder reads those only."),
+        Flag("--input_subscription", "SUBSCRIPTION", "Pub/Sub subscription projects/P/subscriptions/S."),
+        Flag("--input_topic", "TOPIC", "Pub/Sub topic projects/P/topics/T, read through a temporary subscription."),
+        Flag("--timestamp_attribute", "ATTR", "Pub/Sub attribute holding the event time (passed to Beam's source)."),
+        Flag("--id_label", "ATTR", "Pub/Sub attribute with a unique id to deduplicate on (Dataflow only)."),
+        Flag("--replay_reasons", "REASONS", "Replaying dead letters: only records of these comma-separated reasons; "
+                                 "the others are counted skipped_replay."),
+    )),
+    ("Woopra", "", (
+        Flag("--woopra_project", "DOMAIN", "Woopra project domain, e.g. mywebsite.com; required here or as 'project' "
+                                 "in --config."),
+        Flag("--woopra_endpoint", "URL", f"Tracking API base URL; http:// only to a loopback host. "
+                                  f"Default: {DEFAULT_ENDPOINT}."),
+        Flag("--woopra_timeout", "MS", f"Visit idle timeout in ms. Default: 'timeout' in --config, else "
+                                 f"{DEFAULT_TIMEOUT_MS}."),
+        Flag("--config", "FILE", "Mapping config file, YAML or JSON: project, events, properties, traits "
+                         "(README, 'Config file')."),
+    )),
+    ("Consent & identity", "", (
+        Flag("--consent_categories", "A,B", "Comma-separated consent categories that must all be granted. "
+                                     "Default: 'consent_categories' in --config, else analytics."),
+        Flag("--consent_default", "deny|allow", "For events without consent information. Default: "
+                                                "'consent_default' in --config, else deny."),
+        Flag("--identity_ttl_days", "DAYS", "Forget a visitor's remembered traits after this many idle days.", "30"),
+    )),
+    ("Delivery", "", (
+        Flag("--rate_limit", "N", "Requests per second for the whole job.", "100"),
+        Flag("--max_in_flight", "N", "Concurrent requests per worker process.", "32"),
+        Flag("--max_attempts", "N", "Attempts per request, the first one included.", "5"),
+        Flag("--max_retry_seconds", "SECONDS", "Stop retrying a request after this many seconds.", "600"),
+        Flag("--request_timeout", "SECONDS", "Seconds before one request times out.", "10"),
+        Flag("--rate_limiter_address", "HOST:PORT", "host:port of an Envoy Rate Limit Service: one exact limit for the "
+                                       "job (then --rate_limit is not used)."),
+        Flag("--rate_limiter_domain", "DOMAIN", "Envoy Rate Limit Service domain (descriptor woopra_project=P).",
+             "woopra"),
+        Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit, each an equal share. Default: "
+                                       "the local runner's process count, or --max_num_workers/--num_workers "
+                                       "on Dataflow."),
+        Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
+                                   "worker itself.", "on"),
+    )),
+    ("Outputs", "", (
+        Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
+                              "projects/P/topics/T when streaming.", "dead_letter/"),
+        Flag("--dry_run_output", "PATH", f"Send nothing: write each request that would be sent as JSON lines under "
+                                 f"this path prefix. {DRY_RUN_ALIAS} PATH is the same."),
+        Flag("--summary", "FILE", "Also write the end-of-run summary as JSON to this file."),
+        Flag("--report", "FILE", "Batch: also write a self-contained HTML run report to this file."),
+        Flag("--dead_letter_window_seconds", "SECONDS",
+             "Streaming: one dead-letter (and dry-run) file per window of this many seconds.", "60"),
+    )),
+    ("Operator", "", (
+        Flag("--runner_config", "FILE", "YAML file of option defaults (see runner_configs/); command-line flags win."),
+        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows Beam's and "
+                            f"aiohttp's too.", "INFO"),
+        Flag("--progress_interval_seconds", "SECONDS", "Streaming on a local runner: log a one-line progress report "
+                                            "this often.", "60"),
+    )),
+)
+
+
 class WoopraOptions(PipelineOptions):
-    """The pipeline's own options; every standard Beam option works beside them."""
+    """The pipeline's own options (OPTION_GROUPS); every standard Beam option works beside them."""
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        add = parser.add_argument
-        add("--input", help="Glob(s) of event files, comma-separated: .jsonl/.ndjson/.json[.gz], .parquet.")
-        add("--input_subscription", help="Pub/Sub subscription projects/P/subscriptions/S (streaming).")
-        add("--input_topic", help="Pub/Sub topic projects/P/topics/T (streaming; a temporary subscription).")
-        add("--woopra_project", help="Woopra project domain, e.g. mywebsite.com (or 'project' in --config).")
-        add("--woopra_endpoint", help=f"Tracking API base URL (default {DEFAULT_ENDPOINT}).")
-        add("--woopra_timeout", help=f"Visit idle timeout in ms (default {DEFAULT_TIMEOUT_MS}).")
-        add("--config", help="Mapping config file, YAML or JSON (SPEC §4).")
-        add("--consent_categories", help="Comma-separated categories that must be granted (default analytics).")
-        add("--consent_default", help="deny (default) or allow, for events without consent information.")
-        add("--identity_ttl_days", default="30", help="Forget a visitor's traits after this many idle days.")
-        add("--rate_limit", default="100", help="Requests per second for the whole job (default 100).")
-        add("--max_in_flight", default="32", help="Concurrent requests per worker (default 32).")
-        add("--max_attempts", default="5", help="Attempts per request, first one included (default 5).")
-        add("--max_retry_seconds", default="600", help="Give up retrying after this long (default 600).")
-        add("--request_timeout", default="10", help="Seconds before one request times out (default 10).")
-        # --dry_run PATH is taken off the command line before Beam sees it (see take_dry_run):
-        # Beam's own TestOptions has a --dry_run that stops Dataflow from submitting the job.
-        add("--dead_letter", default="dead_letter/", help="Dead-letter path prefix (default dead_letter/).")
-        add("--summary", help="Also write the end-of-run summary as JSON to this file.")
-        add("--runner_config", help="YAML file of option defaults (see runner_configs/); flags win.")
-        add("--rate_limiter_address", help="host:port of an Envoy Rate Limit Service: one limit for the job.")
-        add("--rate_limiter_domain", default="woopra", help="Envoy RLS domain (descriptor woopra_project=P).")
-        add("--delivery_process", default="on",
-            help="on (default): send from a child process, on a core of its own; off: in the worker.")
-        add("--rate_limit_processes",
-            help="Worker processes sharing --rate_limit (each gets an equal share); default: the local "
-                 "runner's process count, or --max_num_workers/--num_workers on Dataflow.")
-        add("--timestamp_attribute", help="Pub/Sub attribute holding the event time (Beam's source).")
-        add("--id_label", help="Pub/Sub attribute with a unique id to deduplicate on (Dataflow only).")
-        add("--dead_letter_window_seconds", default="60",
-            help="Streaming: one dead-letter (and dry-run) file per window of this many seconds.")
-        add("--progress_interval_seconds", default="60",
-            help="Streaming: log a one-line progress report this often (local runners).")
-        # Operator tools (issue 5).
-        add("--replay_reasons",
-            help="Replaying dead letters: only records of these comma-separated reasons; others are "
-                 "counted skipped_replay.")
-        add("--report", help="Batch: also write a self-contained HTML run report to this file.")
-        add("--log_level", default="INFO",
-            help="DEBUG, INFO (default), WARNING or ERROR for the job's own logs; DEBUG shows Beam's too.")
+        for _, _, flags in OPTION_GROUPS:
+            for flag in flags:
+                parser.add_argument(flag.name, metavar=flag.metavar, default=flag.default, help=flag.help_text())
+
+
+def help_parser(prog: str) -> argparse.ArgumentParser:
+    """A plain argparse parser that shows the job's own options, grouped, for ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, usage="%(prog)s [options]", add_help=False,
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=36),
+        description="Deliver page, track and identify events to Woopra's HTTP Tracking API (README.md).",
+        epilog="Beam's standard options (--runner, --streaming, --project, --region, ...) work too; "
+               "they are listed with --help-beam.")
+    for title, description, flags in OPTION_GROUPS:
+        group = parser.add_argument_group(title, description or None)
+        for flag in flags:
+            group.add_argument(flag.name, metavar=flag.metavar, help=flag.help_text())
+    group.add_argument("-h", "--help", action="store_true", help="Show this help.")
+    group.add_argument("--help-beam", action="store_true", help="Show Beam's standard options.")
+    return parser
 
 
 @dataclass(frozen=True)
@@ -118,22 +188,38 @@ def _flag_name(key: str) -> str:
     return "--" + key.lstrip("-").replace("-", "_")
 
 
-def runner_config_flags(path: str) -> list[str]:
-    """The flags a runner config YAML file stands for (``key: value`` → ``--key=value``)."""
+@dataclass(frozen=True)
+class RunnerConfigEntry:
+    """One ``key: value`` of a runner config file, as the flags it stands for, with its line."""
+
+    flags: tuple[str, ...]
+    line: int
+
+
+def _runner_config_file(path: str) -> Path:
     file = Path(path)
     if not file.exists() and (RUNNER_CONFIG_DIR / path).exists():
-        file = RUNNER_CONFIG_DIR / path
+        return RUNNER_CONFIG_DIR / path
+    return file
+
+
+def runner_config_entries(path: str) -> list[RunnerConfigEntry]:
+    """The flags of each ``key: value`` of a runner config file (``key: value`` → ``--key=value``)."""
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = _runner_config_file(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise OptionsError(f"--runner_config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+        root = yaml.compose(text)  # the same document as nodes, for line numbers
     except yaml.YAMLError as exc:
-        raise OptionsError(f"--runner_config: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise OptionsError(f"--runner_config: {path} is not valid YAML, {yaml_problem(exc)}") from None
     if document is None:
         return []
-    if not isinstance(document, dict):
+    if not isinstance(document, dict) or not isinstance(root, yaml.MappingNode):
         raise OptionsError(f"--runner_config: {path} must be a mapping of option: value")
-    flags: list[str] = []
+    lines = {key.value: key.start_mark.line + 1 for key, _ in root.value if isinstance(key, yaml.ScalarNode)}
+    entries: list[RunnerConfigEntry] = []
     for key, value in document.items():
         name = _flag_name(str(key))
         if name == "--runner_config":
@@ -141,67 +227,159 @@ def runner_config_flags(path: str) -> list[str]:
         if value is None or value is False:
             continue
         if value is True:
-            flags.append(name)
+            flags = [name]
         elif isinstance(value, list):
-            flags.extend(f"{name}={item}" for item in value)
+            flags = [f"{name}={item}" for item in value]
         else:
-            flags.append(f"{name}={value}")
-    return flags
+            flags = [f"{name}={value}"]
+        entries.append(RunnerConfigEntry(tuple(flags), lines.get(str(key), 0)))
+    return entries
+
+
+def runner_config_flags(path: str) -> list[str]:
+    """The flags a runner config YAML file stands for, in file order."""
+    return [flag for entry in runner_config_entries(path) for flag in entry.flags]
+
+
+def runner_config_path(argv: Sequence[str]) -> str | None:
+    """The file named by ``--runner_config`` on the command line, if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--runner_config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise OptionsError("--runner_config needs a file name, e.g. --runner_config runner_configs/local.yaml")
+            return argv[i + 1]
+        if arg.startswith("--runner_config="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def expand_runner_config(argv: Sequence[str]) -> list[str]:
     """Put the runner config's flags before the command line's, so command-line flags win."""
-    argv = list(argv)
-    for i, arg in enumerate(argv):
-        if arg == "--runner_config":
-            if i + 1 >= len(argv):
-                raise OptionsError("--runner_config needs a file name")
-            return runner_config_flags(argv[i + 1]) + argv
-        if arg.startswith("--runner_config="):
-            return runner_config_flags(arg.split("=", 1)[1]) + argv
-    return argv
+    path = runner_config_path(argv)
+    return (runner_config_flags(path) if path else []) + list(argv)
 
 
-def take_dry_run(argv: Sequence[str]) -> tuple[list[str], str | None]:
-    """Remove ``--dry_run PATH`` from the flags and return it; the last one given wins."""
+def check_runner_config_flags(path: str) -> None:
+    """Refuse a runner config key that is no option, naming the file and its line."""
+    for entry in runner_config_entries(path):
+        unknown = unknown_flags(normalize_streaming(take_dry_run(list(entry.flags))))
+        if unknown:
+            raise OptionsError(f"--runner_config {path}, line {entry.line}: unknown option "
+                               f"'{unknown[0].removeprefix('--')}' (see python -m pipeline --help)")
+
+
+def take_dry_run(argv: Sequence[str]) -> list[str]:
+    """Rewrite the ``--dry_run PATH`` alias as ``--dry_run_output=PATH`` before Beam parses.
+
+    Beam's own TestOptions declares ``--dry_run`` (it stops Dataflow from submitting the job), so
+    the alias must never reach Beam.
+    """
     rest: list[str] = []
-    path: str | None = None
     args = list(argv)
     i = 0
     while i < len(args):
         arg = args[i]
-        if arg == "--dry_run":
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise OptionsError("--dry_run needs a path prefix for the request files")
-            path = args[i + 1]
-            i += 2
-            continue
-        if arg.startswith("--dry_run="):
+        path: str | None = None
+        if arg == DRY_RUN_ALIAS:
+            path = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else ""
+            i += 1
+        elif arg.startswith(DRY_RUN_ALIAS + "="):
             path = arg.split("=", 1)[1]
-            if not path:
-                raise OptionsError("--dry_run needs a path prefix for the request files")
-        else:
+        if path is None:
             rest.append(arg)
+        elif not path:
+            raise OptionsError("--dry_run needs a path prefix for the request files, e.g. --dry_run out/requests/")
+        else:
+            rest.append(f"--dry_run_output={path}")
         i += 1
-    return rest, path
+    return rest
+
+
+def normalize_streaming(argv: Sequence[str]) -> list[str]:
+    """Accept ``--streaming=true|false`` and ``--streaming true|false``: Beam's flag takes no value."""
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg.startswith("--streaming="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--streaming" and i + 1 < len(args) and args[i + 1].lower() in ("true", "false"):
+            value = args[i + 1]
+            i += 1
+        if value is None:
+            rest.append(arg)
+        elif value.lower() == "true":
+            rest.append("--streaming")
+        elif value.lower() != "false":
+            raise OptionsError(f"--streaming takes no value, or true or false; got {value!r}")
+        i += 1
+    return rest
 
 
 def unknown_flags(argv: Sequence[str]) -> list[str]:
-    """Flags no registered PipelineOptions class knows (typos would otherwise be ignored)."""
-    from apache_beam.options.pipeline_options import _BeamArgumentParser
+    """Flags no registered PipelineOptions class knows (typos would otherwise be ignored).
 
-    parser = _BeamArgumentParser(allow_abbrev=False)
-    seen: set[type] = set()
-    pending = list(PipelineOptions.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        pending.extend(cls.__subclasses__())
-        cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(list(argv))
-    return [arg.split("=", 1)[0] for arg in unknown if arg.startswith("--")]
+    Beam keeps unknown flags only when asked (``retain_unknown_options``); an option whose value
+    differs from the strict parse, or that only the lenient parse has, came from an unknown flag
+    (this also catches ``--max-in-flight``, which argparse would give the dest of a known option).
+    """
+    beam_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(logging.ERROR)  # the strict parse warns "Discarding unparseable args"
+    usage = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(usage):  # argparse prints its whole usage before exiting
+            options = PipelineOptions(list(argv))
+            strict = options.get_all_options()
+            lenient = options.get_all_options(retain_unknown_options=True)
+    except SystemExit:
+        raise OptionsError(_argparse_reason(usage.getvalue())) from None
+    finally:
+        beam_log.setLevel(level)
+    unknown_dests = {key for key, value in lenient.items() if key not in strict or strict[key] != value}
+    flags: list[str] = []
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        dest = name.removeprefix("--").replace("-", "_")
+        if name.startswith("--") and dest in unknown_dests and (dest not in strict or "-" in name[2:]):
+            flags.append(name)
+    return list(dict.fromkeys(flags))
+
+
+def _argparse_reason(usage: str) -> str:
+    """One line from argparse's usage dump: ``argument --input: expected one argument`` → ``--input needs a value``."""
+    last = (usage.strip().splitlines() or ["bad command line"])[-1]
+    reason = last.split("error: ", 1)[-1]
+    if reason.startswith("argument ") and "expected one argument" in reason:
+        flag = reason.removeprefix("argument ").split(":", 1)[0].split("/")[0]
+        return f"{flag} needs a value"
+    return reason.removeprefix("argument ")
+
+
+def check_runner(argv: Sequence[str]) -> None:
+    """Refuse a runner name Beam would not find (``--runner DirectRuner``), listing the known ones."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = PipelineOptions(list(argv)).view_as(StandardOptions).runner
+    if not runner or not isinstance(runner, str):
+        return
+    known = [*StandardOptions.KNOWN_RUNNER_NAMES]
+    lowered = {name.lower() for name in known}
+    if runner.lower() in lowered or runner.lower() + "runner" in lowered:
+        return
+    if "." in runner:
+        module, _, name = runner.rpartition(".")
+        try:
+            if hasattr(importlib.import_module(module), name):
+                return
+        except ImportError:
+            pass
+        raise OptionsError(f"--runner {runner}: no such runner class (give a runner name, e.g. FnApiRunner)")
+    close = difflib.get_close_matches(runner, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise OptionsError(f"--runner {runner} is not a Beam runner; {hint}known: {', '.join(known)}")
 
 
 def with_default_runner(argv: Sequence[str]) -> list[str]:
@@ -209,7 +387,7 @@ def with_default_runner(argv: Sequence[str]) -> list[str]:
     argv = list(argv)
     if any(a == "--runner" or a.startswith("--runner=") for a in argv):
         return argv
-    streaming = any(a == "--streaming" or a == "--streaming=true" for a in argv)
+    streaming = "--streaming" in argv
     return argv + [f"--runner={DEFAULT_STREAMING_RUNNER if streaming else DEFAULT_BATCH_RUNNER}"]
 
 
@@ -295,7 +473,7 @@ def _categories(value: str) -> tuple[str, ...]:
     return categories
 
 
-def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> JobSettings:
+def resolve_settings(options: PipelineOptions) -> JobSettings:
     """Validate the options (and the config file they name) into ``JobSettings``."""
     opts = options.view_as(WoopraOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -370,7 +548,7 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
         delivery=delivery,
         identity_ttl_days=_number("identity_ttl_days", opts.identity_ttl_days, float, 0.001, 36_500),
         dead_letter=dead_letter,
-        dry_run=dry_run,
+        dry_run=opts.dry_run_output or None,
         summary=opts.summary or None,
         timestamp_attribute=opts.timestamp_attribute or None,
         id_label=opts.id_label or None,
@@ -381,9 +559,6 @@ def resolve_settings(options: PipelineOptions, dry_run: str | None = None) -> Jo
         report=_report_path(opts.report, streaming),
         log_level=_log_level(opts.log_level),
     )
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _log_level(value: str | None) -> str:
@@ -413,6 +588,67 @@ def _report_path(value: str | None, streaming: bool) -> str | None:
     if streaming:
         raise OptionsError("--report is for batch runs (a streaming job never finishes); leave it out")
     return value
+
+
+def expand_input(patterns: str) -> str:
+    """Check local ``--input`` patterns before the graph is built; folders become their event files.
+
+    A pattern matching nothing, or an explicitly named file the job cannot read, is a one-line
+    error; a folder (or a pattern ending in ``/``) and a glob keep only the files whose names
+    ``is_supported_input`` accepts, so ``--input samples/`` does not read ``mapping.yaml`` as
+    events. Remote patterns (``gs://``) are left to Beam: matching them can wait minutes for
+    credentials or network.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    expanded: list[str] = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        if "://" in pattern and not pattern.startswith("file://"):
+            expanded.append(pattern)
+            continue
+        folder = pattern.endswith(("/", os.sep)) or os.path.isdir(pattern)
+        glob = any(c in pattern for c in "*?[")
+        if not folder and not glob and not is_supported_input(pattern):
+            raise OptionsError(f"--input: {pattern} is not an event file; the job reads {SUPPORTED_INPUTS}")
+        query = pattern.rstrip("/" + os.sep) + "/*" if folder else pattern
+        paths = [m.path for m in FileSystems.match([query])[0].metadata_list if not os.path.isdir(m.path)]
+        if not paths:
+            what = "folder holds no files" if folder else "no file matches"
+            raise OptionsError(f"--input {pattern}: {what}; check the path (globs need quotes in the shell)")
+        readable = [path for path in paths if is_supported_input(path)]
+        if not readable:
+            raise OptionsError(f"--input {pattern}: no event files among {len(paths)} matched "
+                               f"(the job reads {SUPPORTED_INPUTS})")
+        if len(readable) < len(paths):
+            log.info("--input %s: skipping %d file(s) that are not event files", pattern, len(paths) - len(readable))
+        expanded.extend(readable if folder or len(readable) < len(paths) else [pattern])
+    return ",".join(expanded)
+
+
+PUBSUB_CREDENTIALS_HELP = ("export PUBSUB_EMULATOR_HOST=127.0.0.1:8085 after bash scripts/pubsub_emulator.sh start, "
+                           "or run gcloud auth application-default login")
+
+
+def check_pubsub_access(options: PipelineOptions, job: JobSettings) -> None:
+    """Fail fast when a local job would read or write Pub/Sub with neither the emulator nor credentials.
+
+    Without them Beam's Pub/Sub client retries in the background while the job reports read=0
+    forever. Dataflow brings its own credentials, so it is not checked.
+    """
+    uses_pubsub = job.source_kind != "files" or job.dead_letter.startswith("projects/")
+    runner = str(options.view_as(StandardOptions).runner or "")
+    if not uses_pubsub or "Dataflow" in runner or os.environ.get("PUBSUB_EMULATOR_HOST"):
+        return
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        raise OptionsError("Pub/Sub needs the emulator or Google credentials: "
+                           f"{PUBSUB_CREDENTIALS_HELP}") from None
 
 
 def worker_processes(options: PipelineOptions) -> int:

@@ -21,8 +21,8 @@ from transforms.woopra_mapping import PRESET_EVENTS
 BASE = ["--input", "events/*.jsonl", "--woopra_project", "mywebsite.com"]
 
 
-def settings_for(*argv, dry_run=None):
-    return resolve_settings(PipelineOptions(list(argv)), dry_run=dry_run)
+def settings_for(*argv):
+    return resolve_settings(PipelineOptions(list(argv)))
 
 
 def error_for(*argv) -> str:
@@ -66,7 +66,7 @@ def test_all_options_given_are_used():
         "--consent_categories", "Analytics,Marketing", "--consent_default", "allow",
         "--rate_limit", "12.5", "--max_in_flight", "4", "--max_attempts", "3", "--max_retry_seconds", "30",
         "--request_timeout", "2.5", "--identity_ttl_days", "7", "--dead_letter", "out/dead",
-        "--summary", "out/summary.json", dry_run="out/dry")
+        "--summary", "out/summary.json", "--dry_run_output", "out/dry")
     assert settings.woopra.endpoint == "http://127.0.0.1:8080/track"
     assert settings.woopra.timeout_ms == 60000
     assert settings.consent.required == ("analytics", "marketing")
@@ -391,16 +391,26 @@ def test_expand_runner_config_needs_a_file_name():
 # ----- --dry_run and unknown flags ------------------------------------------------------------
 
 @pytest.mark.parametrize(
-    "argv, rest, path",
+    "argv, flags",
     [
-        (["--input", "a", "--dry_run", "out/dry"], ["--input", "a"], "out/dry"),
-        (["--dry_run=out/dry", "--input", "a"], ["--input", "a"], "out/dry"),
-        (["--dry_run", "one", "--dry_run=two"], [], "two"),
-        (["--input", "a"], ["--input", "a"], None),
+        (["--input", "a", "--dry_run", "out/dry"], ["--input", "a", "--dry_run_output=out/dry"]),
+        (["--dry_run=out/dry", "--input", "a"], ["--dry_run_output=out/dry", "--input", "a"]),
+        (["--dry_run", "one", "--dry_run=two"], ["--dry_run_output=one", "--dry_run_output=two"]),
+        (["--input", "a", "--dry_run_output", "x"], ["--input", "a", "--dry_run_output", "x"]),
     ],
 )
-def test_take_dry_run(argv, rest, path):
-    assert take_dry_run(argv) == (rest, path)
+def test_take_dry_run_rewrites_the_alias(argv, flags):
+    assert take_dry_run(argv) == flags
+
+
+@pytest.mark.parametrize("argv", [["--dry_run", "out/dry"], ["--dry_run_output", "out/dry"],
+                                  ["--dry_run", "one", "--dry_run_output=out/dry"]])
+def test_dry_run_alias_and_new_name_reach_the_settings_and_not_beam(argv):
+    from apache_beam.options.pipeline_options import TestOptions
+
+    options = PipelineOptions(take_dry_run([*BASE, *argv]))
+    assert resolve_settings(options).dry_run == "out/dry"  # the last one given wins
+    assert not options.view_as(TestOptions).dry_run  # Beam's flag would stop Dataflow submitting
 
 
 @pytest.mark.parametrize("argv", [["--dry_run"], ["--dry_run", "--input", "a"], ["--dry_run="]])

@@ -19,10 +19,17 @@ from transforms.events import RawInput
 TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".parq")
 PARQUET_BATCH_ROWS = 4096
+SUPPORTED_INPUTS = ".jsonl .ndjson .json (also .gz), .parquet .parq"  # for messages: is_supported_input
+
+
+def is_supported_input(path: str) -> bool:
+    """Whether a file name is one the job reads: JSON lines (optionally gzipped) or Parquet."""
+    name = path.lower()
+    return name.endswith(PARQUET_SUFFIXES) or name.removesuffix(".gz").endswith(TEXT_SUFFIXES)
 
 
 def input_format(path: str) -> str:
-    """``parquet`` or ``jsonl`` from a file name; anything not Parquet is read as JSON lines."""
+    """``parquet`` or ``jsonl`` from a file name (the launcher refuses names ``is_supported_input`` rejects)."""
     name = path.lower()
     if name.endswith(".gz"):
         name = name[:-3]
