@@ -94,6 +94,16 @@ def pubsub_emulator():
         subprocess.run(["bash", str(EMULATOR_SCRIPT), "stop"], env=env, capture_output=True, timeout=60)
 
 
+
+@pytest.fixture(scope="session")
+def debug_streaming_run(pubsub_emulator, tmp_path_factory):
+    """One streaming run of the sample at ``--log_level DEBUG`` with windowed dead-letter files
+    (tests/streaming_run.py), shared by the tests that read its output."""
+    from tests.streaming_run import run_sample_streaming
+
+    return run_sample_streaming(tmp_path_factory.mktemp("streaming-debug"), pubsub_emulator,
+                                ("--log_level", "DEBUG"))
+
 # --- Suite rules (README, "Tests") -------------------------------------------------------------
 
 FAIL_ON_SKIP_VARIABLE = "WOOPRA_FAIL_ON_SKIP"
