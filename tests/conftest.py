@@ -73,10 +73,17 @@ EMULATOR_SCRIPT = ROOT / "scripts" / "pubsub_emulator.sh"
 def pubsub_emulator():
     """``host:port`` of a running Pub/Sub emulator: the one in PUBSUB_EMULATOR_HOST, or one
     this session starts (and stops) with scripts/pubsub_emulator.sh."""
+    import socket
     import subprocess
 
     existing = os.environ.get("PUBSUB_EMULATOR_HOST")
     if existing:
+        host, _, port_text = existing.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port_text)), timeout=5).close()
+        except (OSError, ValueError) as exc:  # fail, never skip: the streaming tests would not run
+            pytest.fail(f"PUBSUB_EMULATOR_HOST={existing} but no Pub/Sub server answers there ({exc}); start one "
+                        "with `bash scripts/pubsub_emulator.sh start`, or unset the variable", pytrace=False)
         yield existing
         return
     port = os.environ.get("PUBSUB_PORT", "8085")
