@@ -41,6 +41,7 @@ from transforms.counters import process_tally
 
 log = logging.getLogger("pipeline")
 JOB_LOGGERS = ("pipeline", "transforms")
+CANCEL_WAIT_SECONDS = 3.0  # after Ctrl-C, how long the runner gets to cancel before the process leaves
 
 
 def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSettings]:
@@ -132,13 +133,29 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
     log.info("streaming job started; it runs until cancelled (Ctrl-C)")
     # Local runners run the DoFns in this process: read its tally (see transforms/counters.py).
     counts = progress.watch(result, job.progress_interval_seconds, stop, process_tally)
-    if not PipelineState.is_terminal(result.state):
-        result.cancel()
-    summary = build_summary(counts, bool(job.dry_run), time.monotonic() - started)
+    elapsed = time.monotonic() - started  # the run's wall time, not the runner's shutdown
+    cancelled = threading.Thread(target=_cancel, args=(result,), name="cancel-job", daemon=True)
+    cancelled.start()
+    summary = build_summary(counts, bool(job.dry_run), elapsed)
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)
+    cancelled.join(timeout=CANCEL_WAIT_SECONDS)
+    if cancelled.is_alive():
+        # The DirectRunner's cancel waits for its Pub/Sub pulls and worker threads (about 25 s),
+        # and its non-daemon threads would hold the process that long again at exit. The counts
+        # are printed and the files written per window are closed, so leave without waiting.
+        log.info("stopped; not waiting for the runner's threads to wind down")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _cancel(result) -> None:  # type: ignore[no-untyped-def]
+    """Cancel a local streaming job unless it has already ended."""
+    if not PipelineState.is_terminal(result.state):
+        result.cancel()
 
 
 def configure_logging(level_name: str) -> None:

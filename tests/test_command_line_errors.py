@@ -5,11 +5,21 @@ Every mistake is one ``error: ...`` line on stderr that says what to do, exit co
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, SAMPLES, subprocess_env
+from tests.test_end_to_end import SAMPLE_DELIVERABLE
+from tests.test_streaming_pubsub import PROJECT, publish, pubsub, wait_until  # noqa: F401 (pubsub: a fixture)
 
 SAMPLE = str(SAMPLES / "events.jsonl")
 
@@ -203,3 +213,47 @@ def test_dry_run_alias_still_works(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "would send                 16" in done.stdout
     assert list((tmp_path / "dry").glob("*.jsonl"))
+
+
+# ----- Ctrl-C in streaming ------------------------------------------------------------------------------
+
+@pytest.mark.pubsub
+def test_ctrl_c_stops_a_local_streaming_job_promptly_with_its_summary(
+        tmp_path, standin, pubsub, pubsub_emulator):  # noqa: F811 (pubsub: the fixture imported above)
+    publisher, _, names = pubsub
+    events_topic, events_subscription = names["events"]
+    lines = (SAMPLES / "events.jsonl").read_text().splitlines()
+    publish(publisher, events_topic, lines)
+    launched = time.monotonic()
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--input_subscription", events_subscription, "--streaming",
+         "--project", PROJECT, "--config", str(SAMPLES / "mapping.yaml"), "--woopra_endpoint", standin.url,
+         "--dead_letter", f"{tmp_path}/dead/", "--summary", str(tmp_path / "summary.json"),
+         "--progress_interval_seconds", "1"],
+        cwd=ROOT, env=subprocess_env() | {"PUBSUB_EMULATOR_HOST": pubsub_emulator},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(job.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    settled = f"read={len(lines)} delivered={SAMPLE_DELIVERABLE} dead_lettered=5 filtered=6"
+    try:
+        assert wait_until(lambda: any(settled in line for line in errors), timeout=90), "".join(errors)
+        started = time.monotonic()
+        os.killpg(job.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group, children too
+        job.wait(timeout=30)
+        stopped_after = time.monotonic() - started
+        stdout = job.stdout.read()  # type: ignore[union-attr]
+        reader.join(timeout=5)
+        stderr = "".join(errors)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+    assert job.returncode == 0, stderr
+    assert stopped_after < 8, stopped_after
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert "Woopra delivery summary" in stdout and re.search(rf"delivered_200 +{SAMPLE_DELIVERABLE}\b", stdout)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["read"] == len(lines) and summary["balanced"] is True, summary
+    # time: is the run until Ctrl-C, not the runner's shutdown after it.
+    assert summary["elapsed_seconds"] < started - launched + 1
