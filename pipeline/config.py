@@ -1,4 +1,4 @@
-"""The integration config file (SPEC §4, "Field Mappings"): YAML or JSON, strictly validated."""
+"""The integration config file (README "Config file"): YAML or JSON, strictly validated."""
 
 from __future__ import annotations
 

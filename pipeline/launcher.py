@@ -95,7 +95,7 @@ def run(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(job.log_level)
-    # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (SPEC §9).
+    # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (README "Dead letters and replay").
     os.umask(0o077)
     started = time.monotonic()
     if job.report:

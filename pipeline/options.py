@@ -1,4 +1,4 @@
-"""Command-line options (SPEC §6), runner configs, and their validation into a ``JobSettings``.
+"""Command-line options (README "Options"), runner configs, and their validation into a ``JobSettings``.
 
 Numbers are declared as strings and converted here, so that a bad value gets one line naming
 the option instead of argparse's usage dump.
@@ -405,7 +405,7 @@ def _number(option: str, value: Any, kind: type, minimum: float, maximum: float 
 
 
 def validate_endpoint(url: str) -> str:
-    """An https:// URL, or http(s) to a loopback host for local testing (SPEC §9)."""
+    """An https:// URL, or http(s) to a loopback host for local testing (README "Options")."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OptionsError(f"--woopra_endpoint must be an http(s) URL with a host, got {url!r}")
@@ -570,7 +570,7 @@ def _log_level(value: str | None) -> str:
 
 
 def _replay_reasons(value: str) -> tuple[str, ...]:
-    """``--replay_reasons a,b``: known dead-letter reasons (SPEC §7), at least one."""
+    """``--replay_reasons a,b``: known dead-letter reasons (README "Dead letters and replay"), at least one."""
     reasons = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
     if not reasons:
         raise OptionsError(f"--replay_reasons must name at least one of {', '.join(DEAD_LETTER_REASONS)}")

@@ -1,4 +1,4 @@
-"""Unit tests for pipeline/config.py: the integration config file (SPEC §4 "Field Mappings")."""
+"""Unit tests for pipeline/config.py: the integration config file (README "Config file")."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pipeline.config import ConfigError, IntegrationConfig, load_config, parse_c
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
-SPEC_YAML = """\
+README_YAML = """\
 project: mywebsite.com          # same as --woopra_project (the flag wins)
 timeout: 1800000
 app: datafly-signal             # ce_app
@@ -26,7 +26,7 @@ traits:                         # trait renames (before prefixing)
   full_name: name
 """
 
-SPEC_EXPECTED = IntegrationConfig(
+README_EXPECTED = IntegrationConfig(
     project="mywebsite.com",
     timeout=1800000,
     app="datafly-signal",
@@ -40,8 +40,8 @@ SPEC_EXPECTED = IntegrationConfig(
 
 def test_spec_yaml_example_loads(tmp_path):
     path = tmp_path / "mapping.yaml"
-    path.write_text(SPEC_YAML, encoding="utf-8")
-    assert load_config(str(path)) == SPEC_EXPECTED
+    path.write_text(README_YAML, encoding="utf-8")
+    assert load_config(str(path)) == README_EXPECTED
 
 
 def test_same_config_as_json_loads(tmp_path):
@@ -52,7 +52,7 @@ def test_same_config_as_json_loads(tmp_path):
         "events": {"Order Completed": "purchase", "Trial Started": "trial_started"},
         "unmapped_events": "send", "properties": {"revenue": "amount"}, "traits": {"full_name": "name"},
     }), encoding="utf-8")
-    assert load_config(str(path)) == SPEC_EXPECTED
+    assert load_config(str(path)) == README_EXPECTED
 
 
 def test_yml_extension_and_json_content_in_yaml_file_both_load(tmp_path):
@@ -202,3 +202,16 @@ def test_missing_file_is_a_config_error_naming_the_path(tmp_path):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("c.yaml", "project: p\nevents:\n  a: b\n   c: d\n", "is not valid YAML, line 4: "),
+    ("c.yaml", "project: p\nevents: [a\n", "is not valid YAML, line 3: expected ',' or ']'"),
+    ("c.json", '{"project": "p",\n "events": }\n', "is not valid JSON, line 2: Expecting value"),
+])
+def test_syntax_errors_name_the_file_and_line(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value).startswith(f"config file {path} {expected}")

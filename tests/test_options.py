@@ -1,4 +1,4 @@
-"""Unit tests for pipeline/options.py: command line, runner configs, validation (SPEC §5, §6, §9)."""
+"""Unit tests for pipeline/options.py: command line, runner configs, validation (README "Options")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from pipeline.config import ConfigError
 from pipeline.options import (
     OptionsError,
     WoopraOptions,
+    check_runner,
+    check_runner_config_flags,
+    expand_input,
     expand_runner_config,
+    normalize_streaming,
     resolve_settings,
     runner_config_flags,
     take_dry_run,
@@ -465,3 +469,84 @@ def test_report_is_for_batch_runs():
     message = error_for("--input_subscription", "projects/my-project/subscriptions/s", "--streaming",
                         "--woopra_project", "p", "--report", "r.html")
     assert message.startswith("--report is for batch runs")
+
+
+# ----- newcomer frictions: --streaming values, runner names, runner-config keys, inputs -------------------
+
+@pytest.mark.parametrize("argv, flags", [
+    (["--streaming=false", "--input", "a"], ["--input", "a"]),
+    (["--streaming=True"], ["--streaming"]),
+    (["--streaming", "FALSE", "--input", "a"], ["--input", "a"]),
+    (["--streaming", "--input", "a"], ["--streaming", "--input", "a"]),
+])
+def test_normalize_streaming_accepts_true_and_false(argv, flags):
+    assert normalize_streaming(argv) == flags
+
+
+def test_normalize_streaming_refuses_other_values():
+    with pytest.raises(OptionsError, match="--streaming takes no value, or true or false; got 'yes'"):
+        normalize_streaming(["--streaming=yes"])
+
+
+@pytest.mark.parametrize("runner", ["FnApiRunner", "BundleBasedDirectRunner", "direct", "DataflowRunner",
+                                    "PortableRunner", "apache_beam.runners.direct.direct_runner.DirectRunner"])
+def test_known_runners_pass(runner):
+    check_runner(["--runner", runner])
+
+
+@pytest.mark.parametrize("runner, message", [
+    ("DirectRuner", "--runner DirectRuner is not a Beam runner; did you mean DirectRunner? known: DataflowRunner"),
+    ("my.module.Runner", "--runner my.module.Runner: no such runner class"),
+])
+def test_unknown_runner_is_named(runner, message):
+    with pytest.raises(OptionsError) as info:
+        check_runner(["--runner", runner])
+    assert str(info.value).startswith(message)
+
+
+def test_runner_config_typo_names_file_and_line(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("runner: FnApiRunner\nstreaming: false\nmax_in_flght: 3\n", encoding="utf-8")
+    with pytest.raises(OptionsError) as info:
+        check_runner_config_flags(str(path))
+    assert str(info.value).startswith(f"--runner_config {path}, line 3: unknown option 'max_in_flght'")
+    path.write_text("runner: FnApiRunner\ndry_run: out/\nstreaming: true\n", encoding="utf-8")
+    check_runner_config_flags(str(path))  # the --dry_run alias and booleans are known
+
+
+def test_unknown_flags_of_beam_flags_without_a_value_is_one_line():
+    with pytest.raises(OptionsError, match="^--input needs a value$"):
+        unknown_flags(["--woopra_project", "p", "--input"])
+
+
+def test_expand_input_keeps_globs_and_expands_folders(tmp_path):
+    for name in ("a.jsonl", "b.json.gz", "c.parquet", "notes.txt", "mapping.yaml"):
+        (tmp_path / name).write_text("{}\n", encoding="utf-8")
+    assert expand_input(f"{tmp_path}/*.jsonl") == f"{tmp_path}/*.jsonl"
+    expanded = expand_input(f"{tmp_path}/")
+    assert sorted(expanded.split(",")) == [f"{tmp_path}/a.jsonl", f"{tmp_path}/b.json.gz", f"{tmp_path}/c.parquet"]
+    assert sorted(expand_input(f"{tmp_path}/*").split(",")) == sorted(expanded.split(","))
+    assert expand_input("gs://bucket/events/") == "gs://bucket/events/"  # left to Beam
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("missing.jsonl", "no file matches"),
+    ("*.csv", "no file matches"),
+    ("notes.txt", "notes.txt is not an event file; the job reads .jsonl .ndjson .json (also .gz), .parquet .parq"),
+    ("*.txt", "no event files among 1 matched"),
+])
+def test_expand_input_refuses_what_it_cannot_read(tmp_path, pattern, message):
+    (tmp_path / "notes.txt").write_text("x\n", encoding="utf-8")
+    with pytest.raises(OptionsError) as info:
+        expand_input(f"{tmp_path}/{pattern}")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("name, supported", [
+    ("a.jsonl", True), ("a.NDJSON", True), ("a.json.gz", True), ("a.parquet", True), ("a.parq", True),
+    ("a.yaml", False), ("a.csv", False), ("a.parquet.gz", False), ("a.gz", False),
+])
+def test_is_supported_input(name, supported):
+    from transforms.read_events import is_supported_input
+
+    assert is_supported_input(name) is supported
