@@ -25,6 +25,7 @@ setup(
         "test": [
             "apache-beam[gcp,test]>=2.60,<3",
             "pytest>=8",
+            "hypothesis>=6.100",  # property-based tests: any input ends as one outcome
             "ruff>=0.5",
             "mypy>=1.10",
             "types-requests",

@@ -57,13 +57,13 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     dead_letters = [parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters]
     sent = mapped.requests
     if job.dry_run:
-        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds)
+        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds, job.run_id)
     else:
         delivered = mapped.requests | "Deliver" >> DeliverToWoopra(job.delivery)
         dead_letters.append(delivered.dead_letters)
         sent = delivered.delivered
     all_dead_letters = dead_letters | "CollectDeadLetters" >> beam.Flatten()
-    _ = all_dead_letters | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds)
+    _ = all_dead_letters | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds, job.run_id)
     if job.report:
         # Side branch for the HTML run report: counts per minute of event time (pipeline/report.py).
         _ = (sent, all_dead_letters) | "ReportCounts" >> CountPerMinute(counts_prefix(job.report))

@@ -105,7 +105,8 @@ def run(argv: Sequence[str]) -> int:
     if job.streaming:
         return follow_streaming_job(result, options, job, started)
     result.wait_until_finish()
-    summary = build_summary(counters_from_result(result), bool(job.dry_run), time.monotonic() - started)
+    summary = build_summary(counters_from_result(result), bool(job.dry_run), time.monotonic() - started,
+                            job.run_id)
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)
@@ -136,7 +137,7 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
     elapsed = time.monotonic() - started  # the run's wall time, not the runner's shutdown
     cancelled = threading.Thread(target=_cancel, args=(result,), name="cancel-job", daemon=True)
     cancelled.start()
-    summary = build_summary(counts, bool(job.dry_run), elapsed)
+    summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id)
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)

@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from pipeline.config import IntegrationConfig, load_config, yaml_problem
 from transforms.consent import ConsentPolicy
 from transforms.dead_letters import DEAD_LETTER_REASONS
 from transforms.deliver import DeliverySettings
+from transforms.file_output import new_run_id
 from transforms.read_events import SUPPORTED_INPUTS, is_supported_input
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
@@ -182,6 +183,8 @@ class JobSettings:
     replay_reasons: tuple[str, ...] | None = None  # None: replay every dead letter in the input
     report: str | None = None  # HTML run report path (batch)
     log_level: str = "INFO"
+    # Names this run's output files, so that no run replaces another's (transforms/file_output.py).
+    run_id: str = field(default_factory=new_run_id)
 
 
 def _flag_name(key: str) -> str:
