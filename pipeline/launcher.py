@@ -95,6 +95,9 @@ def run(argv: Sequence[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(job.log_level)
+    log.debug("run %s: %s %s → %s, %s requests/s per process, %s in flight, dead letters to %s%s",
+              job.run_id, job.source_kind, job.source, job.woopra.endpoint, f"{job.delivery.rate_limit:g}",
+              job.delivery.max_in_flight, job.dead_letter, f", dry run to {job.dry_run}" if job.dry_run else "")
     # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (README "Dead letters and replay").
     os.umask(0o077)
     started = time.monotonic()
@@ -169,6 +172,9 @@ def configure_logging(level_name: str) -> None:
     for name in JOB_LOGGERS:
         logging.getLogger(name).setLevel(level)
     logging.getLogger().setLevel(logging.DEBUG if level == logging.DEBUG else max(level, logging.WARNING))
+    # Beam's DEBUG lines print whole elements (events with emails and cookies): no log level may
+    # show those (docs/behaviour.md, "Privacy"), so Beam stays at INFO at most.
+    logging.getLogger("apache_beam").setLevel(max(level, logging.INFO))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
