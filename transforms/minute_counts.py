@@ -46,9 +46,10 @@ def dead_letter_time_ms(dead_letter: DeadLetter, element_ms: int | None) -> int 
     event = dead_letter.event
     if isinstance(event, dict) and event.get("timestamp") is not None:
         try:
-            return parse_timestamp_ms(event["timestamp"])
-        except (ValueError, OverflowError):
+            timestamp_ms = parse_timestamp_ms(event["timestamp"])
+        except (ValueError, OverflowError, TypeError):
             return None
+        return timestamp_ms if _FIRST_MS <= timestamp_ms <= _LAST_MS else None
     return None
 
 
