@@ -174,7 +174,13 @@ def configure_logging(level_name: str) -> None:
     logging.getLogger().setLevel(logging.DEBUG if level == logging.DEBUG else max(level, logging.WARNING))
     # Beam's DEBUG lines print whole elements (events with emails and cookies): no log level may
     # show those (docs/behaviour.md, "Privacy"), so Beam stays at INFO at most.
-    logging.getLogger("apache_beam").setLevel(max(level, logging.INFO))
+    logging.getLogger("apache_beam").setLevel(logging.INFO if level == logging.DEBUG else max(level, logging.WARNING))
+    # A run without dead letters writes no file, and Beam warns that it found none to finalize.
+    logging.getLogger("apache_beam.io.filebasedsink").addFilter(_no_empty_output_warning)
+
+
+def _no_empty_output_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("No shards found to finalize")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
