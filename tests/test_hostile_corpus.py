@@ -37,7 +37,7 @@ def dead_letters(folder: Path) -> list[dict[str, Any]]:
     """Every dead-letter record written under ``folder``."""
     records = []
     for path in sorted(folder.glob("*.jsonl")):
-        records += [json.loads(text) for text in path.read_text(encoding="utf-8").splitlines() if text.strip()]
+        records += [json.loads(text) for text in path.read_text(encoding="utf-8").split("\n") if text.strip()]
     return records
 
 
