@@ -433,3 +433,49 @@ def test_every_runtime_dependency_is_pinned_to_what_the_tests_ran():
         assert pinned == version(wanted.name), (f"{wanted.name}: pinned {pinned}, installed {version(wanted.name)}; "
                                                 "python templates/pin_requirements.py")
     assert len(pins) > 50  # the whole closure, not only the direct dependencies
+
+
+# ---- docs/deploy.md and the Cloud Build file --------------------------------------------------------
+
+def deploy_commands() -> list[str]:
+    """The ``gcloud dataflow flex-template run`` commands of docs/deploy.md, continuation lines joined."""
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = [command for block in blocks for command in re.sub(r"\\\n\s*", " ", block).splitlines()]
+    return [command.strip() for command in commands if "flex-template run" in command]
+
+
+def test_the_deploy_guide_runs_each_template_with_its_own_parameters():
+    commands = deploy_commands()
+    assert len(commands) >= 3
+    kinds_run = set()
+    for command in commands:
+        kind = re.search(r"templates/woopra-(streaming|batch)\.json", command).group(1)
+        kinds_run.add(kind)
+        given: set[str] = set()
+        for value in re.findall(r"--parameters\s+(\S+)", command):
+            pairs = value.removeprefix("^~^").split("~") if value.startswith("^~^") else value.split(",")
+            given.update(pair.split("=", 1)[0] for pair in pairs)
+        declared = set(parameters(kind))
+        assert given - {"sdk_container_image"} <= declared, f"{kind}: not parameters {given - declared}"
+        assert "sdk_container_image" in given, "the workers need the template's image"
+        assert REQUIRED[kind] <= given, f"{kind}: missing {REQUIRED[kind] - given}"
+        if ONE_OF[kind]:
+            assert len(given & set(ONE_OF[kind])) == 1
+    assert kinds_run == set(KINDS)
+
+
+def test_the_deploy_guide_builds_both_templates_from_their_metadata():
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    for kind, path in METADATA.items():
+        assert re.search(rf"flex-template build gs://\S+/woopra-{kind}\.json \\\n.*--metadata-file "
+                         rf"{re.escape(str(path.relative_to(ROOT)))}", text), kind
+
+
+def test_cloud_build_builds_the_dockerfile_from_the_repository_root():
+    build = yaml.safe_load((TEMPLATES / "cloudbuild.yaml").read_text(encoding="utf-8"))
+    (step,) = build["steps"]
+    args = step["args"]
+    assert args[0] == "build" and args[-1] == "."
+    assert args[args.index("--file") + 1] == "templates/Dockerfile"
+    assert args[args.index("--tag") + 1] == "${_IMAGE}" and build["images"] == ["${_IMAGE}"]
