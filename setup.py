@@ -11,7 +11,7 @@ setup(
     description="Apache Beam pipeline that delivers server-side analytics events to Woopra.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
                                     "woopra_standin", "woopra_standin.*"]),
     install_requires=[

@@ -12,7 +12,7 @@ import json
 import random
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 PRODUCTS = [f"SKU-{i:04d}" for i in range(200)]
@@ -28,7 +28,7 @@ STEPS = ["page", "Product Viewed", "page", "Product Added", "identify", "Checkou
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def visitor_events(rng: random.Random, n: int, start_ms: int) -> list[dict]:

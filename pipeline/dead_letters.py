@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 from pipeline.redact import redact_text
 from transforms.dead_letters import DEAD_LETTER_REASONS, error_signature
 from transforms.events import is_dead_letter
+from transforms.outcomes import DeadLetterReason
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 NO_STATUS = "none"
@@ -187,7 +188,7 @@ def format_summary(
             shown = error if show_pii else redact_text(error)
             lines.append(f"  {count:>7,}  {reason:<{reason_width}}  {shown}")
         lines.append("")
-    replayable = [r for r in ("rejected", "retries_exhausted") if summary.by_reason.get(r)]
+    replayable = [str(r) for r in DeadLetterReason if r.replayable and summary.by_reason.get(r)]
     if replayable:
         lines.append("Replay the delivery failures (once their cause is fixed) with:")
         lines.append(f"  python -m pipeline --input '{input_patterns(paths or files)}' --replay_reasons "

@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -39,6 +39,7 @@ from transforms.events import (
     parse_input,
 )
 from transforms.identity import VisitorIdentity, enrich
+from transforms.outcomes import Outcome
 from transforms.read_events import json_line_records, records_from_path
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
@@ -52,22 +53,6 @@ from transforms.woopra_mapping import (
 
 MS_PER_DAY = 86_400_000
 LABEL_WIDTH = 12
-# What each outcome means for the job, after its summary key on the Outcome line.
-OUTCOME_NOTES = {
-    "would_send": "the job would send the request above (--send sends it now)",
-    "delivered_200": "Woopra processed it",
-    "delivered_202": "Woopra queued it (normal under load; not retried)",
-    "rejected": "Woopra refused it: the job does not retry, it writes a dead letter (rejected)",
-    "retries_exhausted": "a retryable failure: the job retries it up to --max_attempts, then writes a dead letter "
-                         "(retries_exhausted)",
-    "invalid": "the job writes a dead letter",
-    "too_large": "the job writes a dead letter (too_large)",
-    "consent_denied": "filtered by consent: counted, not sent, not a dead letter",
-    "consent_missing": "filtered by consent: counted, not sent, not a dead letter",
-    "unsupported": "counted, not sent",
-    "dropped_unmapped": "counted, not sent (config unmapped_events: drop)",
-    "skipped_replay": "counted, not replayed",
-}
 
 
 class DebugOptionsError(ValueError):
@@ -111,21 +96,21 @@ class EventTrace:
     response: Any = None  # DeliveryOutcome, with --send
 
     @property
-    def outcome(self) -> str:
-        """The summary key the job would count this input under."""
+    def outcome(self) -> Outcome:
+        """The outcome the job would count this input under."""
         if isinstance(self.parse, InvalidInput):
-            return "invalid"
+            return Outcome.INVALID
         if isinstance(self.parse, Unsupported):
-            return "unsupported"
+            return Outcome.UNSUPPORTED
         if isinstance(self.parse, NotReplayed):
-            return "skipped_replay"
+            return Outcome.SKIPPED_REPLAY
         if self.consent is not None and not self.consent.outcome.allowed:
-            return self.consent.outcome.value
+            return Outcome(self.consent.outcome.value)
         if isinstance(self.mapping, Skipped):
-            return self.mapping.reason
+            return Outcome(self.mapping.reason)
         if self.response is not None:
-            return str(self.response.result)
-        return "would_send"
+            return Outcome(self.response.result)
+        return Outcome.WOULD_SEND
 
 
 # ----- reading ------------------------------------------------------------------------------------
@@ -276,7 +261,7 @@ def send_requests(traces: Iterable[EventTrace], request_timeout: float) -> None:
 
 def iso_time(ms: int) -> str:
     """Unix milliseconds as ``2026-03-02T09:21:47.005Z``."""
-    stamp = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
 
@@ -399,7 +384,7 @@ def format_trace(
                 "  (no User-Agent in the event: the pipeline's own is sent)"]
             stage("6 Request", f"GET {url}", f"params ({len(params)})", *param_rows, "headers", *headers)
             stage("7 Response", *_response_lines(trace.response, show_pii))
-    meaning = OUTCOME_NOTES.get(trace.outcome)
+    meaning = trace.outcome.meaning
     lines.append(f"{'Outcome':<{LABEL_WIDTH}}{trace.outcome}" + (f": {meaning}" if meaning else ""))
     return "\n".join(lines)
 
@@ -423,12 +408,12 @@ def trace_record(trace: EventTrace, show_pii: bool) -> dict[str, Any]:
                               "dead_letter_record": is_dead_letter(trace.input)}
     parsed = trace.parse
     if isinstance(parsed, InvalidInput):
-        record["parse"] = {"result": "invalid", "reason": parsed.reason,
+        record["parse"] = {"result": str(Outcome.INVALID), "reason": parsed.reason,
                            "error": parsed.error if show_pii else redact_text(parsed.error)}
     elif isinstance(parsed, Unsupported):
-        record["parse"] = {"result": "unsupported", "type": parsed.type}
+        record["parse"] = {"result": str(Outcome.UNSUPPORTED), "type": parsed.type}
     elif isinstance(parsed, NotReplayed):
-        record["parse"] = {"result": "skipped_replay", "dead_letter_reason": parsed.reason}
+        record["parse"] = {"result": str(Outcome.SKIPPED_REPLAY), "dead_letter_reason": parsed.reason}
     else:
         record["parse"] = {"result": "event", "type": parsed.type, "event": parsed.name, "visitor": parsed.visitor,
                            "timestamp_ms": parsed.timestamp_ms, "timestamp": iso_time(parsed.timestamp_ms)}

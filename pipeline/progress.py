@@ -9,24 +9,26 @@ from collections.abc import Callable, Mapping
 
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
+from transforms.outcomes import READ, RETRIED_REQUESTS, Group, Outcome
+
 log = logging.getLogger("pipeline.progress")
 
-FILTERED_KEYS = ("consent_denied", "consent_missing", "unsupported", "dropped_unmapped", "skipped_replay")
-DEAD_LETTER_KEYS = ("invalid", "too_large", "rejected", "retries_exhausted")
-DELIVERED_KEYS = ("delivered_200", "delivered_202", "would_send")
+
+def _keys(group: Group) -> tuple[str, ...]:
+    return tuple(str(outcome) for outcome in Outcome if outcome.group is group)
 
 
 def progress_line(counts: Mapping[str, int], previous: Mapping[str, int], seconds: float) -> str:
     """``read=… delivered=… dead_lettered=… filtered=… retried=… | … read/s, … delivered/s``."""
 
-    def total(keys: tuple[str, ...], source: Mapping[str, int]) -> int:
-        return sum(int(source.get(key, 0)) for key in keys)
+    def total(group: Group, source: Mapping[str, int]) -> int:
+        return sum(int(source.get(key, 0)) for key in _keys(group))
 
-    read, delivered = int(counts.get("read", 0)), total(DELIVERED_KEYS, counts)
-    read_rate = (read - int(previous.get("read", 0))) / seconds if seconds > 0 else 0.0
-    delivered_rate = (delivered - total(DELIVERED_KEYS, previous)) / seconds if seconds > 0 else 0.0
-    return (f"progress: read={read} delivered={delivered} dead_lettered={total(DEAD_LETTER_KEYS, counts)} "
-            f"filtered={total(FILTERED_KEYS, counts)} retried={int(counts.get('retried_requests', 0))} "
+    read, delivered = int(counts.get(READ, 0)), total(Group.SENT, counts)
+    read_rate = (read - int(previous.get(READ, 0))) / seconds if seconds > 0 else 0.0
+    delivered_rate = (delivered - total(Group.SENT, previous)) / seconds if seconds > 0 else 0.0
+    return (f"progress: read={read} delivered={delivered} dead_lettered={total(Group.DEAD_LETTERED, counts)} "
+            f"filtered={total(Group.FILTERED, counts)} retried={int(counts.get(RETRIED_REQUESTS, 0))} "
             f"| {read_rate:.1f} read/s, {delivered_rate:.1f} delivered/s")
 
 

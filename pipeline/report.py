@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -128,7 +128,7 @@ class Chart:
 
 
 def _unix_minute(minute: str) -> int:
-    stamp = datetime.strptime(minute, "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
+    stamp = datetime.strptime(minute, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
     return int(stamp.timestamp()) // 60
 
 
@@ -166,7 +166,7 @@ def bucket_name(minutes: int) -> str:
 
 
 def _label(start_minute: int, bucket_minutes: int, same_day: bool) -> str:
-    stamp = datetime.fromtimestamp(start_minute * 60, tz=timezone.utc)
+    stamp = datetime.fromtimestamp(start_minute * 60, tz=UTC)
     if bucket_minutes >= 1440:
         return stamp.strftime("%Y-%m-%d")
     return stamp.strftime("%H:%M" if same_day else "%m-%d %H:%M")
@@ -419,7 +419,7 @@ def write_run_report(job: Any, summary: Mapping[str, Any]) -> None:
     counts = read_counts(job.report)
     run = RunDescription(
         source=job.source, project=job.woopra.project, endpoint=job.woopra.endpoint, dead_letter=job.dead_letter,
-        dry_run=job.dry_run, generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        dry_run=job.dry_run, generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     with FileSystems.create(job.report, mime_type="text/html") as handle:
         handle.write(render_report(summary, counts, run).encode("utf-8"))
     clear_counts(job.report)

@@ -11,19 +11,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
 from transforms.counters import NAMESPACE
+from transforms.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
 
-# Where each read event ended up: these add up to ``read``. ``skipped_replay`` counts dead-letter
-# records left out of a replay by --replay_reasons.
-OUTCOME_KEYS = (
-    "invalid", "too_large", "consent_denied", "consent_missing", "unsupported", "dropped_unmapped",
-    "skipped_replay", "delivered_200", "delivered_202", "rejected", "retries_exhausted",
-)
-SUMMARY_KEYS = ("read",) + OUTCOME_KEYS + ("retried_requests",)
-DRY_RUN_KEY = "would_send"
-# The outcome groups of the readable summary (and of the run report).
-DELIVERED_KEYS = ("delivered_200", "delivered_202")
-DEAD_LETTER_KEYS = ("invalid", "too_large", "rejected", "retries_exhausted")
-FILTERED_KEYS = ("consent_denied", "consent_missing", "unsupported", "dropped_unmapped", "skipped_replay")
+# Where each read event ended up: these add up to ``read`` (transforms/outcomes.py).
+OUTCOME_KEYS = tuple(str(outcome) for outcome in RUN_OUTCOMES)
+SUMMARY_KEYS = (READ,) + OUTCOME_KEYS + (RETRIED_REQUESTS,)
+DRY_RUN_KEY = str(Outcome.WOULD_SEND)
+DEAD_LETTER_KEYS = tuple(str(outcome) for outcome in group_outcomes(Group.DEAD_LETTERED, dry_run=False))
 
 
 def counters_from_result(result: PipelineResult) -> dict[str, int]:
@@ -65,11 +59,12 @@ def percent_of_read(count: int, read: int) -> str:
 
 def outcome_groups(summary: Mapping[str, Any]) -> list[tuple[str, int, list[tuple[str, int]]]]:
     """Sent / dead-lettered / filtered totals, each with its non-zero keys, largest first."""
-    sent_keys = (DRY_RUN_KEY,) if summary.get("dry_run") else DELIVERED_KEYS
+    dry_run = bool(summary.get("dry_run"))
     groups = []
-    for title, keys in (("would send" if summary.get("dry_run") else "delivered", sent_keys),
-                        ("dead-lettered", DEAD_LETTER_KEYS), ("filtered", FILTERED_KEYS)):
-        parts = sorted(((key, int(summary.get(key, 0))) for key in keys if summary.get(key)),
+    for group in Group:
+        title = ("would send" if dry_run else "delivered") if group is Group.SENT else str(group)
+        keys = group_outcomes(group, dry_run)
+        parts = sorted(((str(key), int(summary.get(key, 0))) for key in keys if summary.get(key)),
                        key=lambda part: -part[1])
         groups.append((title, sum(count for _, count in parts), parts))
     return groups

@@ -16,7 +16,7 @@ def write_self_signed(folder: Path) -> tuple[Path, Path]:
     """Write ``cert.pem`` and ``key.pem`` for 127.0.0.1 and localhost into ``folder``; return both paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -56,7 +56,7 @@ def full_url(record: dict) -> str:
 
 
 def utc_iso_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_urls_are_cut_to_8192_bytes_and_what_cannot_be_cut_is_a_too_large_dead_letter(tmp_path):
@@ -113,7 +113,7 @@ def test_urls_are_cut_to_8192_bytes_and_what_cannot_be_cut_is_a_too_large_dead_l
 
 
 def test_an_event_dated_next_year_is_sent_with_the_send_time(tmp_path, standin):
-    next_year = datetime.now(timezone.utc).year + 1
+    next_year = datetime.now(UTC).year + 1
     future = {
         "type": "track", "event": "Order Completed", "messageId": "limits-future", "anonymousId": "limits-visitor-4",
         "timestamp": f"{next_year}-06-01T12:00:00.000Z", "properties": {"order_id": "ORD-FUTURE"},

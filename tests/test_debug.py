@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -297,7 +297,7 @@ def test_parquet_timestamp_and_struct_columns_are_shown(tmp_path, capsys):
     path = tmp_path / "typed.parquet"
     pq.write_table(pa.table({
         "type": ["track"], "event": ["Order Completed"], "anonymousId": ["a-1"],
-        "timestamp": pa.array([datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=timezone.utc)], pa.timestamp("ms", "UTC")),
+        "timestamp": pa.array([datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=UTC)], pa.timestamp("ms", "UTC")),
         "context": [{"consent": {"analytics": True}}],
     }), path)
     assert debug.run([str(path), "--woopra_project", "p", "--json"]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,7 +24,7 @@ from transforms.events import (
 NOW_MS = 1_800_000_000_000
 ANON = "f47ac10b-58cc-4372-a567-0d02b2c3d479"
 SEED_TS = "2026-03-02T09:21:47.005Z"
-SEED_TS_MS = int(datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=timezone.utc).timestamp() * 1000)
+SEED_TS_MS = int(datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=UTC).timestamp() * 1000)
 
 TRACK = {
     "type": "track",
@@ -236,7 +236,7 @@ def test_validate_event_null_optional_objects_are_fine():
         ("1970-01-01T00:00:00Z", 0),
         (SEED_TS_MS, SEED_TS_MS),
         (float(SEED_TS_MS), SEED_TS_MS),
-        (datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=timezone.utc), SEED_TS_MS),
+        (datetime(2026, 3, 2, 9, 21, 47, 5000, tzinfo=UTC), SEED_TS_MS),
         (datetime(2026, 3, 2, 9, 21, 47, 5000), SEED_TS_MS),
         (datetime(2026, 3, 2, 10, 21, 47, 5000, tzinfo=timezone(timedelta(hours=1))), SEED_TS_MS),
     ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -43,18 +43,18 @@ def test_retry_after_seconds(header, expected):
 
 
 def test_retry_after_http_date_in_the_future():
-    now = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc).timestamp()
+    now = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC).timestamp()
     header = "Mon, 02 Mar 2026 09:00:30 GMT"
     assert parse_retry_after(header, now=now) == pytest.approx(30.0)
 
 
 def test_retry_after_http_date_in_the_past_is_zero():
-    now = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc).timestamp()
+    now = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after("Mon, 02 Mar 2026 08:00:00 GMT", now=now) == 0.0
 
 
 def test_retry_after_http_date_uses_the_real_clock_by_default():
-    header = format_datetime(datetime(2001, 1, 1, tzinfo=timezone.utc), usegmt=True)
+    header = format_datetime(datetime(2001, 1, 1, tzinfo=UTC), usegmt=True)
     assert parse_retry_after(header) == 0.0
 
 

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
+
+from transforms.outcomes import Outcome
 
 ALWAYS_GRANTED = frozenset({"essential"})
 _GRANTED_WORDS = frozenset({"true", "granted", "yes", "allow", "allowed", "1", "opt_in", "opt-in"})
 _DENIED_WORDS = frozenset({"false", "denied", "no", "deny", "0", "opt_out", "opt-out"})
 
 
-class ConsentOutcome(str, Enum):
+class ConsentOutcome(StrEnum):
     """What the consent filter decided, and why; the value is the summary key when filtered."""
 
     GRANTED = "granted"
     DEFAULT_ALLOWED = "default_allowed"  # no consent information, --consent_default allow
-    DENIED = "consent_denied"
-    MISSING = "consent_missing"  # no consent information, --consent_default deny
+    DENIED = Outcome.CONSENT_DENIED.value
+    MISSING = Outcome.CONSENT_MISSING.value  # no consent information, --consent_default deny
 
     @property
     def allowed(self) -> bool:

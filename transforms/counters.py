@@ -22,8 +22,8 @@ class SummaryCounter:
     """Counts one summary key, in Beam metrics and in this process's tally."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self._metric = Metrics.counter(NAMESPACE, name)
+        self.name = str(name)  # an Outcome is a str; keep the plain value
+        self._metric = Metrics.counter(NAMESPACE, self.name)
 
     def inc(self, n: int = 1) -> None:
         """Add ``n``."""

@@ -6,14 +6,16 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+
+from transforms.outcomes import DeadLetterReason
 
 RESPONSE_BODY_LIMIT = 1024
 # The tagged output every step sends its dead letters to.
 DEAD_LETTERS = "dead_letters"
-# Every reason a dead letter can have (SPEC §7), in the order the pipeline meets them.
-DEAD_LETTER_REASONS = ("invalid_json", "invalid_event", "too_large", "rejected", "retries_exhausted")
+# Every reason a dead letter can have, in the order the pipeline meets them.
+DEAD_LETTER_REASONS = tuple(str(reason) for reason in DeadLetterReason)
 # A URL's query (after "?") up to whitespace or a quote: it carries one event's values.
 _URL_QUERY = re.compile(r"\?[^\s'\"]+")
 _JSON_POSITION = re.compile(r": line \d+ column \d+ \(char \d+\)")
@@ -30,7 +32,7 @@ def error_signature(error: str) -> str:
 
 def utc_now_iso() -> str:
     """The current time as an ISO-8601 UTC string with a ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cut_utf8(text: str, limit_bytes: int) -> str:

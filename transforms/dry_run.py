@@ -8,12 +8,13 @@ import apache_beam as beam
 
 from transforms.counters import counter
 from transforms.file_output import WriteJsonLines
+from transforms.outcomes import Outcome
 from transforms.woopra_mapping import WoopraRequest
 
 
 class _CountWouldSend(beam.DoFn):
     def __init__(self) -> None:
-        self.would_send = counter("would_send")
+        self.would_send = counter(Outcome.WOULD_SEND)
 
     def process(self, request: WoopraRequest):  # type: ignore[no-untyped-def]
         self.would_send.inc()

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 DELIVERED_TYPES = frozenset({"page", "track", "identify"})
@@ -116,7 +116,7 @@ def parse_timestamp_ms(value: Any) -> int:
     if isinstance(value, (int, float)):
         return int(value)
     if isinstance(value, datetime):  # Parquet timestamp columns arrive as datetimes
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return int(round(aware.timestamp() * 1000))
     if not isinstance(value, str) or not value:
         raise ValueError(f"timestamp must be ISO-8601, got {value!r}")
@@ -125,7 +125,7 @@ def parse_timestamp_ms(value: Any) -> int:
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:  # a naive time is taken as UTC, as the tag sends UTC
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(round(parsed.timestamp() * 1000))
 
 

@@ -16,6 +16,7 @@ from apache_beam import pvalue
 
 from transforms.counters import counter
 from transforms.dead_letters import DEAD_LETTERS, DeadLetter, step_failure_error
+from transforms.outcomes import DeadLetterReason, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class StepFailures:
 
     def __init__(self, step: str) -> None:
         self.step = step
-        self.invalid = counter("invalid")
+        self.invalid = counter(Outcome.INVALID)
 
     def dead_letter(
         self,
@@ -40,5 +41,5 @@ class StepFailures:
         log.warning("%s failed on one event (%s); it is dead-lettered as invalid_event", self.step,
                     type(exc).__name__)
         return pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
-            reason="invalid_event", error=step_failure_error(self.step, exc), event=event, raw=raw,
+            reason=DeadLetterReason.INVALID_EVENT, error=step_failure_error(self.step, exc), event=event, raw=raw,
             attributes=attributes))

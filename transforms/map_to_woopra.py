@@ -11,14 +11,15 @@ from transforms.counters import counter
 from transforms.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.events import Event
 from transforms.failures import StepFailures
+from transforms.outcomes import DeadLetterReason, Outcome
 from transforms.woopra_mapping import Skipped, WoopraSettings, build_request
 
 
 class _MapFn(beam.DoFn):
     def __init__(self, settings: WoopraSettings) -> None:
         self.settings = settings
-        self.dropped_unmapped = counter("dropped_unmapped")
-        self.too_large = counter("too_large")
+        self.dropped_unmapped = counter(Outcome.DROPPED_UNMAPPED)
+        self.too_large = counter(Outcome.TOO_LARGE)
         self.failures = StepFailures("MapToWoopra")
 
     def process(self, event: Event) -> Iterator[object]:
@@ -29,10 +30,10 @@ class _MapFn(beam.DoFn):
             return
         if not isinstance(result, Skipped):
             yield result
-        elif result.reason == "too_large":
+        elif result.reason is Outcome.TOO_LARGE:
             self.too_large.inc()
             yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
-                reason="too_large", error=result.error, event=event.original,
+                reason=DeadLetterReason.TOO_LARGE, error=result.error, event=event.original,
                 attributes=event.attributes))
         else:
             self.dropped_unmapped.inc()

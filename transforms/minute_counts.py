@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
@@ -31,7 +31,7 @@ def minute_of(timestamp_ms: int | None) -> str:
     """``2026-03-02T09:21Z`` for an event time in ms; empty when there is no usable event time."""
     if timestamp_ms is None or not _FIRST_MS <= timestamp_ms <= _LAST_MS:
         return ""
-    return datetime.fromtimestamp(timestamp_ms // 60_000 * 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return datetime.fromtimestamp(timestamp_ms // 60_000 * 60, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _element_ms(timestamp: Any) -> int | None:

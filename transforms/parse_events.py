@@ -12,6 +12,7 @@ from transforms.counters import counter
 from transforms.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, input_text, parse_input
 from transforms.failures import StepFailures
+from transforms.outcomes import READ, Outcome
 
 
 def invalid_dead_letter(invalid: InvalidInput) -> DeadLetter:
@@ -23,10 +24,10 @@ def invalid_dead_letter(invalid: InvalidInput) -> DeadLetter:
 class _ParseFn(beam.DoFn):
     def __init__(self, replay_reasons: frozenset[str] | None = None) -> None:
         self.replay_reasons = replay_reasons
-        self.read = counter("read")
-        self.invalid = counter("invalid")
-        self.unsupported = counter("unsupported")
-        self.skipped_replay = counter("skipped_replay")
+        self.read = counter(READ)
+        self.invalid = counter(Outcome.INVALID)
+        self.unsupported = counter(Outcome.UNSUPPORTED)
+        self.skipped_replay = counter(Outcome.SKIPPED_REPLAY)
         self.failures = StepFailures("Parse")
 
     def process(self, raw: RawInput) -> Iterator[object]:

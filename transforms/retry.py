@@ -6,12 +6,12 @@ import random
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from enum import Enum
+from enum import StrEnum
 
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What to do with one response."""
 
     DELIVERED = "delivered"

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from transforms.events import Event
+from transforms.outcomes import Outcome
 
 DEFAULT_ENDPOINT = "https://www.woopra.com/track"
 DEFAULT_TIMEOUT_MS = 1_800_000
@@ -137,7 +138,7 @@ class WoopraRequest:
 class Skipped:
     """An event the mapping does not send; ``reason`` is its summary key."""
 
-    reason: str  # dropped_unmapped | too_large
+    reason: Outcome  # DROPPED_UNMAPPED | TOO_LARGE
     error: str = ""
 
 
@@ -254,7 +255,7 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
     else:
         event_name = woopra_event_name(event, settings)
         if event_name is None:
-            return Skipped("dropped_unmapped", f"unmapped event {event.name!r}")
+            return Skipped(Outcome.DROPPED_UNMAPPED, f"unmapped event {event.name!r}")
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     # Top-level parameters first, then the custom ones (cv_*, ce_*) in the same dict. Their
@@ -371,7 +372,7 @@ def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest
             and len(v) > MIN_CUT_LENGTH
         ]
         if not cuttable:
-            return Skipped("too_large", f"request URL is {excess + limit} bytes, over {limit}")
+            return Skipped(Outcome.TOO_LARGE, f"request URL is {excess + limit} bytes, over {limit}")
         key, value = max(cuttable, key=lambda kv: _encoded_length(*kv))
         # Encoded length per character varies (UTF-8, %-escapes): cut by the average ratio.
         ratio = _encoded_length(key, value) / max(len(value), 1)
