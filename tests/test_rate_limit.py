@@ -223,3 +223,20 @@ def test_sender_lowers_its_rate_while_woopra_answers_429(standin):
     assert {o.result for o in outcomes} == {"delivered_200"}
     assert sender.rate_limited == 10
     assert bucket.rate < 1000
+
+
+def test_adaptive_rate_counts_the_time_spent_below_the_configured_rate():
+    from transforms.rate_limit import AdaptiveRate
+
+    bucket = TokenBucket(100, clock=lambda: 0.0)
+    adaptive = AdaptiveRate(bucket)
+    adaptive.observe(False, now=0.0)
+    assert adaptive.throttled_seconds(now=5.0) == 0.0  # never backed off
+    adaptive.observe(True, now=10.0)  # 100 -> 50
+    assert adaptive.throttled_seconds(now=12.5) == 2.5  # still backed off: counted up to now
+    for second in range(11, 16):  # +10 a quiet second: back to 100 at t=15
+        adaptive.observe(False, now=float(second))
+    assert bucket.rate == 100
+    assert adaptive.throttled_seconds(now=40.0) == 5.0  # the back-off ended at 15
+    adaptive.observe(True, now=50.0)
+    assert adaptive.throttled_seconds(now=51.0) == 6.0

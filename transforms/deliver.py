@@ -1,7 +1,8 @@
 """Deliver: send each ``WoopraRequest`` to Woopra; failures become dead letters (SPEC §5).
 
-Requests are sent on a pool of ``max_in_flight`` threads while the bundle goes on, so a worker
-keeps that many requests in flight. Each output keeps its own element's timestamp and window.
+Requests go to one sender per worker process (in a child process by default, see
+transforms/delivery_process.py) while the bundle goes on, so a worker keeps ``max_in_flight``
+requests in flight. Each output keeps its own element's timestamp and window.
 The DoFn never raises after sending: a failed bundle would be retried by the runner and send
 its events twice, so every outcome, good or bad, becomes an output.
 """
@@ -82,7 +83,6 @@ class _DeliverFn(beam.DoFn):
         self.send_rate_gauge = Metrics.gauge(NAMESPACE, "send_rate_per_second")
         self.throttling = ThrottlingSignaler(NAMESPACE)
         self._reported_at = time.monotonic()
-        self._rate_limited_seen = self.sender.rate_limited
 
     def start_bundle(self) -> None:
         self.in_flight: collections.deque[tuple[Future[DeliveryOutcome], Any, Any]] = collections.deque()
@@ -103,20 +103,19 @@ class _DeliverFn(beam.DoFn):
         self._report_pushback(force=True)
 
     def _report_pushback(self, force: bool = False) -> None:
-        """Beam metrics must be updated on the bundle's thread: copy the sender's figures."""
+        """Beam metrics must be updated on the bundle's thread: copy the sender's figures (the
+        same whether the sender is in this process or in the delivery process)."""
         now = time.monotonic()
         if not force and now - self._reported_at < 1.0:
             return
-        rate_limited = self.sender.rate_limited
-        if rate_limited > self._rate_limited_seen:
-            self.rate_limited_counter.inc(rate_limited - self._rate_limited_seen)
-            self._rate_limited_seen = rate_limited
-        bucket = self.sender.limiter
-        if isinstance(bucket, TokenBucket):
-            self.send_rate_gauge.set(int(bucket.rate))
-            if bucket.rate < bucket.configured_rate and now - self._reported_at >= 1.0:
-                self.throttling.signal_throttled(int(now - self._reported_at))
         self._reported_at = now
+        news = self.sender.pushback_ledger.unreported(self.sender.pushback())
+        if news.rate_limited:
+            self.rate_limited_counter.inc(news.rate_limited)
+        if news.throttled_seconds:
+            self.throttling.signal_throttled(int(news.throttled_seconds))
+        if news.send_rate is not None:
+            self.send_rate_gauge.set(int(news.send_rate))
 
     def _emit(self, future: Future[DeliveryOutcome], timestamp: Any, window: Any) -> Any:
         outcome = future.result()  # send() never raises

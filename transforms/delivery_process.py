@@ -7,21 +7,28 @@ alone. ``DeliveryProcess`` moves the client (``WoopraSender``: rate limit, retri
 into a child process and talks to it through a pipe in batches, so a worker process with two
 cores delivers about twice as fast (see BENCHMARKS.md).
 
-Same interface as ``WoopraSender`` (``submit``, ``send``, ``send_all``, ``close``,
-``rate_limited``). If the child dies, every request it had not answered ends as
+Same interface as ``WoopraSender`` (``submit``, ``send``, ``send_all``, ``close``, ``pushback``).
+The child's rate limiter and Woopra's pushback (429s, the adaptive rate) live in the child: it
+sends their figures with every batch of answers, so the DoFn reports the same Beam metrics as
+with an in-process sender. If the child dies, every request it had not answered ends as
 ``retries_exhausted`` with the reason, so it goes to the dead letter and nothing is lost.
+
+The child ignores Ctrl-C (SIGINT reaches the whole foreground process group): its parent decides
+when delivery stops. It ends when the parent asks, or at once when the parent's end of the pipe
+closes, which is also what happens when the parent dies.
 """
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 import threading
 import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from transforms.woopra_client import DeliveryOutcome, SendResult, WoopraSender
+from transforms.woopra_client import DeliveryOutcome, Pushback, PushbackLedger, SendResult, WoopraSender
 from transforms.woopra_mapping import WoopraRequest
 
 if TYPE_CHECKING:
@@ -88,8 +95,10 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
     """The child: send every request that arrives, answer each with its outcome.
 
     This process's main thread only reads the pipe; everything else happens on the sender's
-    event loop thread, one wake-up per batch of requests, so the two barely contend.
+    event loop thread, one wake-up per batch of requests, so the two barely contend. Each batch
+    of answers goes with the sender's pushback figures: ``(answers, Pushback)``.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to act on
     sender = WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight, settings.limiter())
     answers: list[tuple] = []
     flush_pending = False
@@ -104,7 +113,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
             batch = answers[:]
             answers.clear()
             try:
-                connection.send(batch)
+                connection.send((batch, sender.pushback()))
             except (OSError, EOFError, ValueError):
                 pass  # the parent is gone: nobody to answer
         if stopping and answered == submitted:
@@ -113,7 +122,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
     def on_result(request_id: int, sent: SendResult) -> None:  # on the loop thread
         nonlocal flush_pending, answered
         answered += 1
-        answers.append((request_id, sent, sender.rate_limited))
+        answers.append((request_id, sent))
         if len(answers) >= BATCH or (stopping and answered == submitted):
             flush()
         elif not flush_pending:
@@ -125,7 +134,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
             try:
                 batch = connection.recv()
             except (EOFError, OSError):
-                break  # the parent is gone
+                return  # the parent is gone: nobody to answer, stop now (its requests are cancelled)
             if batch is None:
                 break  # the parent asks us to stop: finish what was sent first
             submitted += len(batch)
@@ -153,8 +162,9 @@ class DeliveryProcess:
         self._pending: dict[int, tuple[Future[DeliveryOutcome], WoopraRequest]] = {}
         self._pending_lock = threading.Lock()
         self._requests = _Batcher(self._connection)
-        self.rate_limited = 0
-        self.limiter = None  # the limiter lives in the child
+        self._child_gone = False  # set by the reader at EOF, before it fails what is pending
+        self._pushback = Pushback()  # the child's latest figures
+        self.pushback_ledger = PushbackLedger()
         self._reader = threading.Thread(target=self._read_outcomes, name="woopra-delivery-reader", daemon=True)
         self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self._requests, self._connection, self._process)
@@ -168,7 +178,9 @@ class DeliveryProcess:
         # Only what the child needs, encoded here (this side has CPU to spare; the child is the
         # busier one): the event itself stays here for the dead letter.
         self._requests.add((request_id, request.full_url(), request.user_agent))
-        if self._requests.closed:
+        # Checked after the request is pending: whichever of this thread and the reader comes
+        # second fails it, so a request submitted as the child dies is never left waiting.
+        if self._requests.closed or self._child_gone:
             self._fail_pending("the delivery process is not running")
         return future
 
@@ -183,15 +195,30 @@ class DeliveryProcess:
     def _read_outcomes(self) -> None:
         while True:
             try:
-                answers = self._connection.recv()
+                message = self._connection.recv()
             except (EOFError, OSError):
                 break
-            for request_id, sent, rate_limited in answers:
+            answers, self._pushback = message
+            for request_id, sent in answers:
                 with self._pending_lock:
                     future, request = self._pending.pop(request_id)
-                self.rate_limited = rate_limited
                 future.set_result(DeliveryOutcome.of(request, sent))
+        self._child_gone = True
         self._fail_pending("the delivery process stopped before answering")
+
+    def pushback(self) -> Pushback:
+        """Woopra's pushback as the child last reported it (with its latest answers)."""
+        return self._pushback
+
+    @property
+    def rate_limited(self) -> int:
+        """429 answers the child has seen so far."""
+        return self._pushback.rate_limited
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self._process.pid
 
     def _fail_pending(self, error: str) -> None:
         with self._pending_lock:

@@ -89,6 +89,7 @@ class AdaptiveRate:
 
     A 429 halves the bucket's rate (at most once a second, never below 5% of the configured
     rate); each second without one gives back 10% of the configured rate until it is reached.
+    The time spent below the configured rate is the throttled time Beam's metrics report.
     """
 
     FLOOR = 0.05
@@ -98,6 +99,8 @@ class AdaptiveRate:
     def __init__(self, bucket: TokenBucket) -> None:
         self.bucket = bucket
         self._changed_at = float("-inf")
+        self._throttled_since: float | None = None
+        self._throttled_before = 0.0  # seconds of the back-offs that have ended
 
     def observe(self, rate_limited: bool, now: float) -> None:
         """Record one answer from Woopra at time ``now`` (seconds, monotonic)."""
@@ -109,9 +112,19 @@ class AdaptiveRate:
             if lowered < current:
                 self.bucket.set_rate(lowered)
                 self._changed_at = now
+                if self._throttled_since is None:
+                    self._throttled_since = now
         elif current < configured:
             self.bucket.set_rate(min(configured, current + configured * self.RECOVER))
             self._changed_at = now
+            if self.bucket.rate >= configured and self._throttled_since is not None:
+                self._throttled_before += now - self._throttled_since
+                self._throttled_since = None
+
+    def throttled_seconds(self, now: float) -> float:
+        """Seconds spent below the configured rate up to ``now``, back-offs still going on included."""
+        ongoing = now - self._throttled_since if self._throttled_since is not None else 0.0
+        return self._throttled_before + max(0.0, ongoing)
 
 
 def envoy_rate_limiter(address: str, project: str, domain: str = ENVOY_DOMAIN) -> EnvoyRateLimiter:

@@ -106,6 +106,31 @@ class DeliveryOutcome:
         )
 
 
+class Pushback(NamedTuple):
+    """Woopra's pushback as one sender saw it: totals since the sender started, and its rate now."""
+
+    rate_limited: int = 0  # 429 answers
+    throttled_seconds: float = 0.0  # time spent below the configured rate because of them
+    send_rate: float | None = None  # the local token bucket's rate now; None without one (Envoy)
+
+
+class PushbackLedger:
+    """What of a sender's pushback is not reported yet, so each 429 and each throttled second
+    becomes a Beam metric once, whichever of the process's DoFn instances reports it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reported = Pushback()
+
+    def unreported(self, totals: Pushback) -> Pushback:
+        """The 429s and the whole throttled seconds since the last call, with the current rate."""
+        with self._lock:
+            seconds = int(totals.throttled_seconds - self._reported.throttled_seconds)  # fractions wait
+            news = Pushback(totals.rate_limited - self._reported.rate_limited, seconds, totals.send_rate)
+            self._reported = Pushback(totals.rate_limited, self._reported.throttled_seconds + seconds)
+            return news
+
+
 def delivered_key(status: int) -> str:
     """Summary key of a 2xx: 202 is "queued", any other 2xx counts as processed."""
     return "delivered_202" if status == 202 else "delivered_200"
@@ -141,12 +166,13 @@ class WoopraSender:
         # With a local bucket, Woopra's 429s lower its rate for a while (see AdaptiveRate).
         self.adaptive = AdaptiveRate(limiter) if isinstance(limiter, TokenBucket) else None
         self.rate_limited = 0  # 429 answers seen, read by the DoFn for its metrics
+        self.pushback_ledger = PushbackLedger()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="woopra-sender", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
         # Closed when dropped or at exit too: a process-wide sender is never closed by hand.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._session)
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._session, self._tasks)
 
     async def _open(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
@@ -230,6 +256,12 @@ class WoopraSender:
         else:  # a blocking limiter (Envoy RLS over gRPC): wait on a thread, not on the loop
             await self._loop.run_in_executor(None, self.limiter.allow)
 
+    def pushback(self) -> Pushback:
+        """Woopra's pushback so far: 429 answers, seconds backed off, the bucket's rate now."""
+        if self.adaptive is None:
+            return Pushback(self.rate_limited)
+        return Pushback(self.rate_limited, self.adaptive.throttled_seconds(time.monotonic()), self.adaptive.bucket.rate)
+
     def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
         """Start sending one request; the future completes with its outcome."""
         return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
@@ -272,11 +304,23 @@ class WoopraSender:
         self._finalizer()
 
 
-def _shut_down(loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: aiohttp.ClientSession) -> None:
+def _shut_down(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: aiohttp.ClientSession,
+    tasks: set[asyncio.Task[None]],
+) -> None:
     if loop.is_closed() or not thread.is_alive():
         return
+
+    async def close() -> None:
+        # Requests still going (the delivery process abandoned by its parent) end here, rather
+        # than being retried against a closed session or destroyed half done with the loop.
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+
     try:
-        asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
