@@ -38,7 +38,7 @@ from transforms.events import (
     is_dead_letter,
     parse_input,
 )
-from transforms.identity import VisitorIdentity, enrich
+from transforms.identity import MS_PER_DAY, VisitorIdentity, enrich
 from transforms.outcomes import Outcome
 from transforms.read_events import json_line_records, records_from_path
 from transforms.retry import RetryPolicy
@@ -51,7 +51,6 @@ from transforms.woopra_mapping import (
     build_request,
 )
 
-MS_PER_DAY = 86_400_000
 LABEL_WIDTH = 12
 
 

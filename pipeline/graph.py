@@ -1,7 +1,7 @@
 """Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter.
 
-A batch job reads its input twice: first for identity timelines, then to deliver (see
-``transforms/enrich_identity.py``).
+Each step is one composite transform of ``transforms/``; a batch job's identity step reads the
+input once more, first (``transforms/enrich_identity.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from transforms.consent_filter import ConsentFilter
 from transforms.deliver import DeliverToWoopra
 from transforms.dry_run import WriteDryRun
 from transforms.enrich_identity import EnrichIdentity
-from transforms.identity_timelines import IdentityTimelines
 from transforms.map_to_woopra import MapToWoopra
 from transforms.minute_counts import CountPerMinute
 from transforms.parse_events import ParseEvents
@@ -43,16 +42,9 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     raw = pipeline | "Read" >> read_source(job, started_ms)
     parsed = raw | "Parse" >> ParseEvents(job.replay_reasons)
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
-    timelines = None
-    if not job.streaming:
-        # Batch identity reads the input once more, first, keeping only what each call says about
-        # its visitor; the main read then streams through without grouping (enrich_identity.py).
-        timelines = (
-            pipeline
-            | "ReadForIdentity" >> read_source(job, started_ms)
-            | "IdentityTimelines" >> IdentityTimelines(job.identity_ttl_days, job.consent, job.replay_reasons)
-        )
-    enriched = consented.events | "Identity" >> EnrichIdentity(job.identity_ttl_days, job.streaming, timelines)
+    # A batch job's identity reads the input once more, first (transforms/enrich_identity.py).
+    enriched = consented.events | "Identity" >> EnrichIdentity(
+        job.identity_ttl_days, read_source(job, started_ms), job.consent, job.replay_reasons)
     mapped = enriched.events | "MapToWoopra" >> MapToWoopra(job.woopra)
     dead_letters = [parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters]
     sent = mapped.requests

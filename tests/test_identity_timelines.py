@@ -1,4 +1,4 @@
-"""Unit tests for the batch identity timeline (transforms/identity.py, transforms/identity_timelines.py).
+"""Unit tests for the batch identity timeline (transforms/identity.py, transforms/enrich_identity.py).
 
 The timeline must give every call exactly what replaying the visitor's calls in event-time order
 gives (``enrich_in_order``, the rule streaming and the debugger use), whatever order the facts
@@ -12,16 +12,17 @@ import random
 
 from tests.test_identity import make as make_call
 from transforms.consent import ConsentPolicy
+from transforms.enrich_identity import _VisitorTimelineFn
 from transforms.events import RawInput
 from transforms.identity import (
     IdentityFact,
     IdentityTimeline,
     VisitorIdentity,
+    delivered_fact,
     enrich_in_order,
     merge_spans,
     with_known_identity,
 )
-from transforms.identity_timelines import _VisitorTimelineFn, delivered_fact
 
 DAY_MS = 86_400_000
 TTL_MS = 30 * DAY_MS

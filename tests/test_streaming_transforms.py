@@ -12,8 +12,9 @@ from apache_beam.utils.timestamp import Timestamp
 
 from tests.conftest import streaming_pipeline
 from transforms.dead_letters import DeadLetter
-from transforms.enrich_identity import MS_PER_DAY, EnrichIdentity
+from transforms.enrich_identity import EnrichIdentity
 from transforms.events import validate_event
+from transforms.identity import MS_PER_DAY
 from transforms.write_dead_letters import WriteDeadLetters
 
 NOW_MS = int(time.time() * 1000)
@@ -48,7 +49,7 @@ def _watermark(ms: int):
 
 
 def _emails(p, stream, ttl_days):
-    return ((p | stream | EnrichIdentity(ttl_days=ttl_days, streaming=True)).events
+    return ((p | stream | EnrichIdentity(ttl_days=ttl_days)).events
             | beam.Map(lambda e: (e.type, e.timestamp_ms - NOW_MS, e.traits.get("email"))))
 
 

@@ -1,21 +1,22 @@
 """Identity: give each call what its visitor said about themselves by then, in event time.
 
-Both modes apply the same pure rules (``transforms.identity``), and agree:
+Both modes apply the same pure rules (``transforms/rules/identity.py``), and agree
+(docs/behaviour.md#identity):
 
-- **Batch** (a side input of ``IdentityTimeline``s): each call looks its event time up in its
-  visitor's timeline, so an identify that appears later in the input still enriches the calls
-  that happened after it, and a backfill gives the same answer as the stream. The timelines come
-  from a first pass over the input (``IdentityTimelines``), so no visitor's events are ever
-  grouped: a grouped history held about 3 KB of memory per event on the local runner. The
-  timelines are a dict side input, held by every worker: about 1.5 KB per visitor who said
-  something (270 bytes encoded), so ~5 million such visitors per 8 GB of worker memory. (Beam's
-  per-key map side input would not need to fit, but Beam 2.77 sizes each looked-up value with
-  objsize, ~5 ms a lookup: a 100k dry run took 72 s instead of 24 s.)
-- **Streaming**: a stateful DoFn. Arriving events wait in a bag until the watermark passes the
-  earliest of them; the waiting events are then applied in event-time order and what is known
-  about the visitor is kept in state. With Pub/Sub the watermark is about "now", so events wait
-  very little. A call that arrives after its visitor's later events were released still updates
-  the remembered traits (newest event time wins) but cannot change what was already sent.
+- **Batch** (bounded input): identity reads the input once more, first, and keeps of every call
+  the job delivers only what it says about its visitor (an ``IdentityFact``). A combiner folds a
+  visitor's facts into one ``IdentityTimeline``; each call then looks its event time up in its
+  visitor's timeline (a dict side input), so an identify that appears later in the input still
+  enriches the calls after it, and no visitor's events are ever grouped or held. Every worker
+  holds the timelines of the visitors who said something (memory per visitor: BENCHMARKS.md,
+  benchmark 4). Beam's per-key map side input would not need to fit in memory, but each lookup
+  is far slower in Beam 2.77 (it sizes every value it reads).
+- **Streaming** (unbounded input): a stateful DoFn. Arriving events wait in a bag until the
+  watermark passes the earliest of them; the waiting events are then applied in event-time
+  order and what is known about the visitor is kept in state. With Pub/Sub the watermark is
+  about "now", so events wait very little. A call that arrives after its visitor's later events
+  were released still updates the remembered traits (newest event time wins) but cannot change
+  what was already sent.
 
 Remembered identity is forgotten after ``ttl_days`` without activity: between two events more
 than that far apart in event time (both modes, so batch and stream agree), and in streaming by
@@ -37,11 +38,25 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from transforms.consent import ConsentPolicy
 from transforms.dead_letters import DEAD_LETTERS
-from transforms.events import Event
+from transforms.events import Event, RawInput
 from transforms.failures import StepFailures
-from transforms.identity import IdentityFact, IdentityTimeline, VisitorIdentity, enrich_in_order, with_known_identity
-from transforms.identity_timelines import MS_PER_DAY, FoldTimelines
+from transforms.identity import (
+    MS_PER_DAY,
+    IdentityFact,
+    IdentityTimeline,
+    VisitorIdentity,
+    delivered_fact,
+    enrich_in_order,
+    merge_spans,
+    with_known_identity,
+)
+
+# Merge a visitor's spans once this many calls are pending, so a busy visitor stays small.
+SPANS_BEFORE_MERGE = 64
+
+Activity = tuple[list[tuple[int, int]], list[IdentityFact]]  # spans, facts that say something
 
 
 def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
@@ -74,8 +89,8 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
-    def __init__(self, ttl_days: float) -> None:
-        self.ttl_ms = int(ttl_days * MS_PER_DAY)
+    def __init__(self, ttl_ms: int) -> None:
+        self.ttl_ms = ttl_ms
 
     def setup(self) -> None:
         self.failures = StepFailures("Identity")
@@ -142,33 +157,114 @@ def _visitor_fact(event: Event) -> tuple[str, IdentityFact]:
     return event.visitor, IdentityFact.of(event)
 
 
+class _VisitorTimelineFn(beam.CombineFn):
+    """Facts of one visitor → their ``IdentityTimeline`` (None when none says anything)."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        self.ttl_ms = ttl_ms
+
+    def create_accumulator(self) -> Activity:
+        return [], []
+
+    def add_input(self, activity: Activity, fact: IdentityFact) -> Activity:
+        spans, facts = activity
+        spans.append((fact.at_ms, fact.at_ms))
+        if fact.says_something:
+            facts.append(fact)
+        if len(spans) >= SPANS_BEFORE_MERGE:
+            spans[:] = merge_spans(spans, self.ttl_ms)
+        return activity
+
+    def merge_accumulators(self, activities: Iterable[Activity]) -> Activity:
+        spans: list[tuple[int, int]] = []
+        facts: list[IdentityFact] = []
+        for more_spans, more_facts in activities:
+            spans.extend(more_spans)
+            facts.extend(more_facts)
+        return merge_spans(spans, self.ttl_ms), facts
+
+    def compact(self, activity: Activity) -> Activity:
+        return merge_spans(activity[0], self.ttl_ms), activity[1]
+
+    def extract_output(self, activity: Activity) -> IdentityTimeline | None:
+        spans, facts = activity
+        return IdentityTimeline.build(merge_spans(spans, self.ttl_ms), facts) if facts else None
+
+
+def _known(visitor_timeline: tuple[str, IdentityTimeline | None]) -> Iterator[tuple[str, IdentityTimeline]]:
+    if visitor_timeline[1] is not None:
+        yield visitor_timeline  # type: ignore[misc]
+
+
+class _FoldTimelines(beam.PTransform):
+    """``(visitor, IdentityFact)`` pairs → ``(visitor, IdentityTimeline)`` for visitors known by something."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        super().__init__()
+        self.ttl_ms = ttl_ms
+
+    def expand(self, facts: beam.PCollection) -> beam.PCollection:
+        return (
+            facts
+            | "FoldPerVisitor" >> beam.CombinePerKey(_VisitorTimelineFn(self.ttl_ms))
+            | "KeepKnownVisitors" >> beam.FlatMap(_known)
+        )
+
+
+class _DeliveredFactsFn(beam.DoFn):
+    """The first read of a batch job: each input the job delivers, as ``(visitor, IdentityFact)``."""
+
+    def __init__(self, consent: ConsentPolicy, replay_reasons: frozenset[str] | None) -> None:
+        self.consent = consent
+        self.replay_reasons = replay_reasons
+
+    def process(self, raw: RawInput) -> Iterator[tuple[str, IdentityFact]]:
+        try:
+            keyed = delivered_fact(raw, self.consent, self.replay_reasons)
+        except Exception:  # noqa: BLE001 - the delivering read dead-letters this input
+            return
+        if keyed is not None:
+            yield keyed
+
+
 class EnrichIdentity(beam.PTransform):
-    """Give every event its visitor's remembered traits, ``cv_id`` and cookie (SPEC §3).
+    """Give every event its visitor's remembered traits, ``cv_id`` and cookie (docs/behaviour.md#identity).
 
-    Outputs ``events`` and ``dead_letters`` (an event the rules could not be applied to).
+    Outputs ``events`` and ``dead_letters`` (an event the rules could not be applied to). The
+    mode follows the input: a bounded one (files) is enriched from identity timelines, an
+    unbounded one (Pub/Sub) by the stateful DoFn.
 
-    Batch jobs pass ``timelines`` from ``IdentityTimelines`` over a second read of the input;
-    without them they are folded from ``events`` themselves, which makes the runner keep
-    ``events`` until the fold is done (fine for tests and small inputs).
+    ``first_read`` (batch) is the job's read transform: identity reads the input once more, first,
+    keeping only the facts of calls that ``consent`` and ``replay_reasons`` let through, so the
+    events themselves stream through without being held. Without it the timelines are folded
+    from the events, which makes the runner keep them until the fold is done (tests, small inputs).
     """
 
     def __init__(
-        self, ttl_days: float = 30.0, streaming: bool = False, timelines: beam.PCollection | None = None
+        self,
+        ttl_days: float = 30.0,
+        first_read: beam.PTransform | None = None,
+        consent: ConsentPolicy | None = None,
+        replay_reasons: Iterable[str] | None = None,
     ) -> None:
         super().__init__()
-        self.ttl_days = ttl_days
-        self.streaming = streaming
-        self.timelines = timelines
+        self.ttl_ms = int(ttl_days * MS_PER_DAY)
+        self.first_read = first_read
+        self.consent = consent or ConsentPolicy()
+        self.replay_reasons = frozenset(replay_reasons) if replay_reasons is not None else None
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        if self.streaming:
+        if not events.is_bounded:
             keyed = events | "KeyByVisitor" >> beam.Map(lambda event: (event.visitor, event)).with_output_types(
                 beam.typehints.KV[str, Event])
-            return keyed | "CarryTraitsForward" >> beam.ParDo(_EnrichIdentityStatefulFn(self.ttl_days)).with_outputs(
+            return keyed | "CarryTraitsForward" >> beam.ParDo(_EnrichIdentityStatefulFn(self.ttl_ms)).with_outputs(
                 DEAD_LETTERS, main="events")
-        timelines = self.timelines
-        if timelines is None:
-            timelines = (events | "VisitorFacts" >> beam.Map(_visitor_fact)
-                         | "Timelines" >> FoldTimelines(int(self.ttl_days * MS_PER_DAY)))
+        if self.first_read is not None:
+            facts = (events.pipeline
+                     | "ReadForIdentity" >> self.first_read
+                     | "DeliveredFacts" >> beam.ParDo(_DeliveredFactsFn(self.consent, self.replay_reasons)))
+        else:
+            facts = events | "VisitorFacts" >> beam.Map(_visitor_fact)
+        timelines = facts | "Timelines" >> _FoldTimelines(self.ttl_ms)
         return events | "LookUpTimeline" >> beam.ParDo(
             _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")

@@ -23,9 +23,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from transforms.events import Event
+from transforms.consent import ConsentPolicy, decide_consent
+from transforms.events import Event, RawInput, parse_input
 
 FALLBACK_COOKIE_LENGTH = 24
+MS_PER_DAY = 86_400_000
 
 
 class IdentityFact(NamedTuple):
@@ -206,3 +208,17 @@ class IdentityTimeline(NamedTuple):
             return None
         span_start = self.span_starts[max(bisect_right(self.span_starts, at_ms) - 1, 0)]
         return self.changes[change] if self.change_times[change] >= span_start else None
+
+
+def delivered_fact(
+    raw: RawInput, consent: ConsentPolicy, replay_reasons: frozenset[str] | None
+) -> tuple[str, IdentityFact] | None:
+    """``(visitor, fact)`` for an input the job will deliver, else None (the job's own rules).
+
+    A batch job's first read keeps only these: a fact counts only from a call the job delivers.
+    """
+    event = parse_input(raw, replay_reasons=replay_reasons)
+    if not isinstance(event, Event) or not decide_consent(event.original, consent).outcome.allowed:
+        return None
+    fact = IdentityFact.of(event)
+    return event.visitor, fact if fact.says_something else IdentityFact(fact.at_ms)
