@@ -38,17 +38,17 @@ from transforms.events import (
     is_dead_letter,
     parse_input,
 )
-from transforms.identity import MS_PER_DAY, VisitorIdentity, enrich
+from transforms.identity import MS_PER_DAY, VisitorIdentity, identity_steps
 from transforms.outcomes import Outcome
 from transforms.read_events import json_line_records, records_from_path
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
-    PAGE_EVENT,
     PRESET_EVENTS,
     Skipped,
     WoopraRequest,
     WoopraSettings,
     build_request,
+    woopra_event_name,
 )
 
 LABEL_WIDTH = 12
@@ -195,18 +195,15 @@ def trace_events(
 
 def _apply_identity(visitor: str, visits: list[EventTrace], ttl_ms: int) -> None:
     """The identity step for one visitor's events, already in event-time order."""
-    identity = VisitorIdentity()
     seen: list[EventTrace] = []
-    for position, trace in enumerate(visits, start=1):
-        event: Event = trace.parse
-        reset = identity.idle_longer_than(ttl_ms, event.timestamp_ms)
-        if reset:
-            identity, seen = VisitorIdentity(), []
-        enriched = enrich(event, identity)
+    steps = identity_steps([trace.parse for trace in visits], VisitorIdentity(), ttl_ms)
+    for position, (trace, step) in enumerate(zip(visits, steps, strict=True), start=1):
+        if step.reset:
+            seen = []
         seen.append(trace)
-        trace.enriched = enriched
-        trace.identity = IdentityTrace(visitor, position, len(visits), _provenance(event, enriched, identity, seen),
-                                       reset)
+        trace.enriched = step.enriched
+        trace.identity = IdentityTrace(visitor, position, len(visits),
+                                       _provenance(step.event, step.enriched, step.identity, seen), step.reset)
 
 
 def _provenance(event: Event, enriched: Event, identity: VisitorIdentity, seen: list[EventTrace]) -> list[Provenance]:
@@ -276,16 +273,15 @@ def _mapping_note(event: Event, settings: WoopraSettings) -> str:
     """How the Woopra event name was chosen."""
     if event.type == "identify":
         return "identify call → /identify/ (a visitor update: no event name)"
+    name = woopra_event_name(event, settings)
     if event.type == "page":
-        name = settings.events.get("page", PAGE_EVENT)
         return f"page call → event={name}"
-    name = str(event.name).strip()
-    mapped = settings.events.get(name)
-    if mapped is None:
-        return f"{name!r} is not mapped: " + ("sent under its own name" if settings.unmapped_events == "send"
-                                              else "dropped (unmapped_events: drop)")
-    origin = "preset" if PRESET_EVENTS.get(name) == mapped else "config events:"
-    return f"{name!r} → event={mapped} ({origin})"
+    own_name = str(event.name).strip()
+    if own_name not in settings.events:
+        return f"{own_name!r} is not mapped: " + ("sent under its own name" if name is not None
+                                                  else "dropped (unmapped_events: drop)")
+    origin = "preset" if PRESET_EVENTS.get(own_name) == name else "config events:"
+    return f"{own_name!r} → event={name} ({origin})"
 
 
 def _provenance_note(item: Provenance) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -103,20 +103,37 @@ class KnownIdentity(NamedTuple):
     cookie: str | None
 
 
-def enrich_in_order(
-    events: Iterable[Event], identity: VisitorIdentity, ttl_ms: int
-) -> tuple[list[Event], VisitorIdentity]:
+class IdentityStep(NamedTuple):
+    """One call applied in order: the call, the call enriched, the identity after it, and whether
+    the visitor's remembered identity had expired before it."""
+
+    event: Event
+    enriched: Event
+    identity: VisitorIdentity
+    reset: bool
+
+
+def identity_steps(events: Iterable[Event], identity: VisitorIdentity, ttl_ms: int) -> Iterator[IdentityStep]:
     """Apply one visitor's events in event-time order, starting from what was remembered.
 
     A gap of more than ``ttl_ms`` of event time since the visitor was last seen starts afresh:
-    the visitor's remembered identity has expired. Returns the enriched events and the identity
-    to remember afterwards.
+    the visitor's remembered identity has expired.
     """
-    enriched: list[Event] = []
     for event in sorted(events, key=lambda e: e.timestamp_ms):
-        if identity.idle_longer_than(ttl_ms, event.timestamp_ms):
+        reset = identity.idle_longer_than(ttl_ms, event.timestamp_ms)
+        if reset:
             identity = VisitorIdentity()
-        enriched.append(enrich(event, identity))
+        yield IdentityStep(event, enrich(event, identity), identity, reset)
+
+
+def enrich_in_order(
+    events: Iterable[Event], identity: VisitorIdentity, ttl_ms: int
+) -> tuple[list[Event], VisitorIdentity]:
+    """The events of ``identity_steps`` enriched, and the identity to remember afterwards."""
+    enriched: list[Event] = []
+    for step in identity_steps(events, identity, ttl_ms):
+        enriched.append(step.enriched)
+        identity = step.identity
     return enriched, identity
 
 
