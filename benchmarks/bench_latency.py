@@ -37,6 +37,9 @@ DELAY_MS = 50
 MAX_IN_FLIGHT = 64
 CEILING = MAX_IN_FLIGHT / (DELAY_MS / 1000)  # 1,280 requests/s
 TARGET = 0.8 * CEILING  # 1,024 requests/s
+# 500 events spend a good part of their run ramping up and down: a smoke run asks for 60% of the
+# ceiling, which a sender with half the connections in flight (at most 640/s) cannot reach.
+SMOKE_TARGET = 0.6 * CEILING
 
 
 def main() -> None:
@@ -91,6 +94,8 @@ def main() -> None:
         "ratio_delivery_to_ceiling": round(delivery_median / CEILING, 3),
         "ratio_end_to_end_to_ceiling": round(e2e_median / CEILING, 3),
         "pass_delivery_target": delivery_median >= TARGET,
+        "pass_criterion": f"delivery >= {round(SMOKE_TARGET if args.smoke else TARGET)}/s",
+        "pass": delivery_median >= (SMOKE_TARGET if args.smoke else TARGET),
         "load_average_before": load_before, "load_average_after": load_average(),
     }))
 

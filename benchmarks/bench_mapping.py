@@ -33,6 +33,9 @@ from transforms.identity import VisitorIdentity, enrich_in_order  # noqa: E402
 from transforms.woopra_mapping import WoopraRequest, WoopraSettings, build_request  # noqa: E402
 
 TARGET = 50_000  # build_request events/s per core
+# One repetition over 1,000 events on a shared CI machine says little in events/s; a smoke run
+# judges build_request's cost in json.loads instead (0.8 measured), which drifts less.
+SMOKE_JSON_LOADS = 2.0
 TTL_MS = 30 * 86_400_000
 
 
@@ -104,6 +107,10 @@ def main() -> None:
                                 if name != "json_loads_reference"},
         "build_request_over_target": round(rates["build_request"] / TARGET, 3),
         "pass_build_request_target": rates["build_request"] >= TARGET,
+        "pass_criterion": (f"build_request <= {SMOKE_JSON_LOADS} json.loads per event" if args.smoke
+                           else f"build_request >= {TARGET}/s"),
+        "pass": (reference / rates["build_request"] <= SMOKE_JSON_LOADS if args.smoke
+                 else rates["build_request"] >= TARGET),
         "load_average": load_average(),
     }))
 

@@ -36,11 +36,14 @@ from harness import (
 )
 
 RATE_TOLERANCE = 0.03  # achieved within +-3% of R
+# In a 3-second smoke run the opening burst (1/20 s of tokens) alone is ~2% of the requests.
+SMOKE_RATE_TOLERANCE = 0.05
 WINDOW_LIMIT = 1.10  # no 1 s window above 110% of R
 CONCURRENCY = 32
 
 
-def measure_rate(standin: StandInProcess, rate: int, seconds: float, runs: int, tmp: Path) -> dict:
+def measure_rate(standin: StandInProcess, rate: int, seconds: float, runs: int, tmp: Path,
+                 tolerance: float = RATE_TOLERANCE) -> dict:
     count = max(2, round(rate * seconds))
     events = events_file(count)
     urls = tmp / f"urls-{rate}.txt"
@@ -81,7 +84,9 @@ def measure_rate(standin: StandInProcess, rate: int, seconds: float, runs: int, 
         "headroom_reference_over_r": round(median(refs) / rate, 1),
         "pass_rate_within_3pct": abs(achieved_ratio - 1) <= RATE_TOLERANCE,
         "pass_max_window_le_110pct": window_ratio <= WINDOW_LIMIT,
-        "pass_all_runs": all(abs(a / rate - 1) <= RATE_TOLERANCE for a in achieved)
+        "rate_tolerance": tolerance,
+        "pass": abs(achieved_ratio - 1) <= tolerance and window_ratio <= WINDOW_LIMIT,
+        "pass_all_runs": all(abs(a / rate - 1) <= tolerance for a in achieved)
         and all(w <= WINDOW_LIMIT * rate for w in windows),
     }
 
@@ -98,10 +103,12 @@ def main() -> None:
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     load_before = load_average()
     with StandInProcess() as standin, tempfile.TemporaryDirectory() as tmp:
-        results = [measure_rate(standin, rate, args.seconds, args.runs, Path(tmp)) for rate in rates]
+        tolerance = SMOKE_RATE_TOLERANCE if args.smoke else RATE_TOLERANCE
+        results = [measure_rate(standin, rate, args.seconds, args.runs, Path(tmp), tolerance) for rate in rates]
     print(json.dumps({
         "benchmark": "rate_limit", "seconds": args.seconds, "runs": args.runs, "rates": results,
-        "pass": all(r["pass_rate_within_3pct"] and r["pass_max_window_le_110pct"] for r in results),
+        "pass_criterion": f"achieved within +-{tolerance:.0%} of R, no 1 s window above {WINDOW_LIMIT:.0%} of R",
+        "pass": all(r["pass"] for r in results),
         "load_average_before": load_before, "load_average_after": load_average(),
     }))
 

@@ -122,6 +122,9 @@ def main() -> None:
         "ratio_sizes": f"{largest['events']}/{smallest['events']}",
         "pass_rss_below_2gib": all(r[mode]["pass_rss_below_2gib"] for r in results
                                    for mode in ("dry_run", "delivered")),
+        "pass_criterion": "peak RSS < 2 GiB; wall time per event at the largest size <= at the smallest",
+        "pass": all(r[mode]["pass_rss_below_2gib"] for r in results for mode in ("dry_run", "delivered"))
+        and all(growth[mode]["wall_per_event"] <= 1.0 for mode in ("dry_run", "delivered")),
         "load_average_before": load_before, "load_average_after": load_average(),
     }))
 
