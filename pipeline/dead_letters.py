@@ -9,22 +9,23 @@ run the job on the files (``--replay_reasons`` picks the reasons worth sending a
 from __future__ import annotations
 
 import argparse
-import glob
-import gzip
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
+
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.redact import redact_text
 from transforms.dead_letters import DEAD_LETTER_REASONS, error_signature
 from transforms.events import is_dead_letter
 from transforms.outcomes import DeadLetterReason
+from transforms.read_events import event_files, records_from_path
 
-FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 NO_STATUS = "none"
 
 
@@ -95,16 +96,13 @@ def event_label(event: Any) -> str:
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files named by each PATH: itself, a glob's matches, or a directory's JSON-lines files."""
+    """Files named by each PATH, local or ``gs://``: itself, a glob's matches, or a folder's event files."""
     files: list[str] = []
     for path in paths:
-        if os.path.isdir(path):
-            matched = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names
-                             if name.endswith(FILE_SUFFIXES))
-        elif glob.has_magic(path):
-            matched = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        else:
-            matched = [path] if os.path.isfile(path) else []
+        try:
+            matched, _ = event_files(path)
+        except (BeamIOError, OSError, ValueError) as exc:
+            raise DeadLetterToolError(f"cannot list {path}: {exc}") from None
         if not matched:
             raise DeadLetterToolError(f"no dead-letter files at {path}")
         files += [file for file in matched if file not in files]
@@ -112,15 +110,13 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
 
 
 def read_lines(path: str) -> Iterator[str]:
-    """The non-blank lines of a JSON-lines file (``.gz`` decompressed)."""
-    opener = gzip.open if path.endswith(".gz") else open
+    """The non-blank lines of a dead-letter file, read as the job reads its input (``.gz`` too)."""
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:  # type: ignore[operator]
-            for line in handle:
-                if line.strip():
-                    yield line.rstrip("\r\n")
-    except OSError as exc:
-        raise DeadLetterToolError(f"cannot read {path}: {exc.strerror or exc}") from None
+        for record in records_from_path(path):
+            payload = record.payload
+            yield payload.decode("utf-8", "replace") if isinstance(payload, bytes) else json.dumps(payload)
+    except (BeamIOError, OSError) as exc:
+        raise DeadLetterToolError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def decode_record(line: str) -> dict[str, Any] | None:
@@ -197,13 +193,9 @@ def format_summary(
 
 
 def filter_records(files: Sequence[str], reasons: frozenset[str], out: str) -> tuple[int, int]:
-    """Copy the records of ``reasons`` to ``out`` (owner-only: they carry PII); (kept, seen)."""
-    parent = os.path.dirname(out)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    """Copy the records of ``reasons`` to ``out`` (local: owner-only, they carry PII; or ``gs://``); (kept, seen)."""
     kept = seen = 0
-    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    with _open_for_writing(out) as handle:
         for path in files:
             for line in read_lines(path):
                 record = decode_record(line)
@@ -212,8 +204,17 @@ def filter_records(files: Sequence[str], reasons: frozenset[str], out: str) -> t
                 seen += 1
                 if record.get("reason") in reasons:
                     kept += 1
-                    handle.write(line + "\n")
+                    handle.write((line + "\n").encode("utf-8"))
     return kept, seen
+
+
+def _open_for_writing(out: str) -> BinaryIO:
+    if "://" in out:
+        return FileSystems.create(out)
+    parent = os.path.dirname(out)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 class _Parser(argparse.ArgumentParser):

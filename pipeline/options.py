@@ -29,7 +29,7 @@ from transforms.consent import ConsentPolicy
 from transforms.dead_letters import DEAD_LETTER_REASONS
 from transforms.deliver import DeliverySettings
 from transforms.file_output import new_run_id
-from transforms.read_events import SUPPORTED_INPUTS, is_supported_input
+from transforms.read_events import SUPPORTED_INPUTS, event_files, is_folder, is_supported_input
 from transforms.retry import RetryPolicy
 from transforms.woopra_mapping import (
     DEFAULT_APP,
@@ -602,8 +602,6 @@ def expand_input(patterns: str) -> str:
     events. Remote patterns (``gs://``) are left to Beam: matching them can wait minutes for
     credentials or network.
     """
-    from apache_beam.io.filesystems import FileSystems
-
     expanded: list[str] = []
     for pattern in (p.strip() for p in patterns.split(",")):
         if not pattern:
@@ -611,22 +609,20 @@ def expand_input(patterns: str) -> str:
         if "://" in pattern and not pattern.startswith("file://"):
             expanded.append(pattern)
             continue
-        folder = pattern.endswith(("/", os.sep)) or os.path.isdir(pattern)
+        folder = is_folder(pattern)
         glob = any(c in pattern for c in "*?[")
         if not folder and not glob and not is_supported_input(pattern):
             raise OptionsError(f"--input: {pattern} is not an event file; the job reads {SUPPORTED_INPUTS}")
-        query = pattern.rstrip("/" + os.sep) + "/*" if folder else pattern
-        paths = [m.path for m in FileSystems.match([query])[0].metadata_list if not os.path.isdir(m.path)]
-        if not paths:
+        readable, matched = event_files(pattern)
+        if not matched:
             what = "folder holds no files" if folder else "no file matches"
             raise OptionsError(f"--input {pattern}: {what}; check the path (globs need quotes in the shell)")
-        readable = [path for path in paths if is_supported_input(path)]
         if not readable:
-            raise OptionsError(f"--input {pattern}: no event files among {len(paths)} matched "
+            raise OptionsError(f"--input {pattern}: no event files among {matched} matched "
                                f"(the job reads {SUPPORTED_INPUTS})")
-        if len(readable) < len(paths):
-            log.info("--input %s: skipping %d file(s) that are not event files", pattern, len(paths) - len(readable))
-        expanded.extend(readable if folder or len(readable) < len(paths) else [pattern])
+        if len(readable) < matched:
+            log.info("--input %s: skipping %d file(s) that are not event files", pattern, matched - len(readable))
+        expanded.extend(readable if folder or len(readable) < matched else [pattern])
     return ",".join(expanded)
 
 

@@ -54,7 +54,9 @@ def test_log_level_debug_shows_debug_lines_and_the_default_does_not(tmp_path):
     assert " DEBUG " not in quiet.stderr
     debug = run_job(*dry_run_args(tmp_path), "--log_level", "debug")
     assert debug.returncode == 0, debug.stderr
-    assert " DEBUG apache_beam" in debug.stderr  # the root logger follows at DEBUG
+    assert " DEBUG pipeline: run " in debug.stderr
+    assert " INFO apache_beam" in debug.stderr  # other libraries' lines show too
+    assert " DEBUG apache_beam" not in debug.stderr  # Beam's DEBUG lines print whole events
 
 
 def test_bad_log_level_is_one_line():

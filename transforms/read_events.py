@@ -7,12 +7,14 @@ read a local file exactly as the job reads it.
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.events import RawInput
 
@@ -64,9 +66,23 @@ def file_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> 
 
 
 def records_from_path(path: str) -> Iterator[RawInput]:
-    """The records of one local file, as the job reads them; no Beam, for the operator tools."""
-    with open(path, "rb") as handle:
+    """The records of one file (local or ``gs://``), as the job reads them, for the operator tools."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         yield from file_records(handle, path)
+
+
+def is_folder(path: str) -> bool:
+    """A path that names a folder: it ends in ``/``, or is a local directory."""
+    return path.endswith(("/", os.sep)) or ("://" not in path and os.path.isdir(path))
+
+
+def event_files(pattern: str) -> tuple[list[str], int]:
+    """The event files a path names, local or ``gs://``: a file, a glob's matches, or a folder's
+    files (one level); and how many files it matched in all, event files or not."""
+    query = pattern.rstrip("/" + os.sep) + "/*" if is_folder(pattern) else pattern
+    matched = [m.path for m in FileSystems.match([query])[0].metadata_list
+               if "://" in m.path or not os.path.isdir(m.path)]
+    return sorted(path for path in matched if is_supported_input(path)), len(matched)
 
 
 def read_records(readable: fileio.ReadableFile, read_at_ms: int | None = None) -> Iterator[RawInput]:
