@@ -11,7 +11,7 @@ import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -142,7 +142,7 @@ def test_429_retry_after_seconds_is_honoured(woopra, make_sender):
 
 
 def test_503_retry_after_http_date_is_honoured(woopra, make_sender):
-    when = datetime.now(timezone.utc) + timedelta(seconds=30)
+    when = datetime.now(UTC) + timedelta(seconds=30)
     woopra.set_rules([Rule(match={"event": "busy"}, statuses=[503, 200], retry_after=format_datetime(when, True))])
     sleep = SleepRecorder()
     outcome = make_sender(sleep=sleep).send(ce_request(woopra.url, event="busy"))
