@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class CaseResult:
     def observed(self) -> str:
         """The outcome in a few words: summary keys, dead-letter reason and error."""
         if not self.run.summary:
-            return f"no summary (exit {self.run.returncode})"
+            return f"no summary (exit {self.run.returncode}): {self.run.last_error()[:120]}"
         text = ", ".join(f"{key} {count}" if count != 1 else key for key, count in self.run.outcomes().items())
         for record in self.run.dead_letters[:1]:
             error = str(record.get("error") or "")
@@ -329,7 +329,7 @@ def generate_events(count: int, folder: Path) -> Path:
 
 def cell(text: object) -> str:
     """Text safe inside a Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
 
 
 def git_commit() -> str:
@@ -384,7 +384,7 @@ def write_report(path: Path, cases: list[CaseResult], faults: list[FaultResult],
         command,
         "```",
         "",
-        f"Run on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} at commit {commit} "
+        f"Run on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} at commit {commit} "
         f"(Python {platform.python_version()}, Apache Beam {apache_beam.__version__}, batch `FnApiRunner`, "
         "the local Woopra stand-in `woopra_standin` on 127.0.0.1, `--rate_limit 1000`). Each job is "
         "`python -m pipeline` as a user runs it, with the config `CORPUS_CONFIG` of tests/hostile_corpus.py "
