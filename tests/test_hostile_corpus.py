@@ -41,6 +41,11 @@ def dead_letters(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
+def canonical(value: Any) -> str:
+    """``value`` as JSON with sorted keys, to compare decoded objects."""
+    return json.dumps(value, sort_keys=True)
+
+
 def case_of_dead_letter(record: dict[str, Any], by_raw: dict[str, str]) -> str | None:
     """The corpus case a dead letter came from, when it can be told (for failure messages)."""
     event = record.get("event")
@@ -48,6 +53,8 @@ def case_of_dead_letter(record: dict[str, Any], by_raw: dict[str, str]) -> str |
         case = event["properties"].get("case")
         if isinstance(case, str):
             return case
+    if event is not None and canonical(event) in by_raw:
+        return by_raw[canonical(event)]
     raw = record.get("raw")
     if isinstance(raw, str):
         if raw in by_raw:
@@ -61,6 +68,14 @@ def case_of_dead_letter(record: dict[str, Any], by_raw: dict[str, str]) -> str |
 def observed_outcomes(records: list[dict[str, Any]], requests: list[dict[str, Any]]) -> dict[str, str]:
     """Case name → what was seen of it: its dead-letter reason, or ``delivered_200``."""
     by_raw = {case.line.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r"): case.name for case in CASES}
+    for case in CASES:  # also by the decoded object, and by the raw line a dead-letter input carries
+        try:
+            decoded = json.loads(case.line)
+        except (ValueError, RecursionError):
+            continue
+        by_raw.setdefault(canonical(decoded), case.name)
+        if isinstance(decoded, dict) and isinstance(decoded.get("raw"), str):
+            by_raw.setdefault(decoded["raw"], case.name)
     seen: dict[str, str] = {}
     for record in records:
         name = case_of_dead_letter(record, by_raw)
