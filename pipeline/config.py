@@ -1,4 +1,4 @@
-"""The integration config file (README "Config file"): YAML or JSON, strictly validated."""
+"""The integration config file (docs/behaviour.md#config-file): YAML or JSON, strictly validated."""
 
 from __future__ import annotations
 

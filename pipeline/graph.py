@@ -1,7 +1,7 @@
 """Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter.
 
-Each step is one composite transform of ``transforms/``; a batch job's identity step reads the
-input once more, first (``transforms/enrich_identity.py``).
+Each step is one composite transform of ``transforms/``; every step's dead letters (events it
+could not handle) go to the one dead-letter step.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import time
 import apache_beam as beam
 
 from pipeline.options import JobSettings
-from pipeline.report import counts_prefix
-from transforms.consent_filter import ConsentFilter
-from transforms.deliver import DeliverToWoopra
-from transforms.dry_run import WriteDryRun
-from transforms.enrich_identity import EnrichIdentity
-from transforms.map_to_woopra import MapToWoopra
-from transforms.minute_counts import CountPerMinute
-from transforms.parse_events import ParseEvents
-from transforms.read_events import ReadEvents
-from transforms.read_pubsub import ReadPubSubEvents
-from transforms.write_dead_letters import WriteDeadLetters
+from transforms import (
+    ConsentFilter,
+    CountPerMinute,
+    DeliverToWoopra,
+    EnrichIdentity,
+    MapToWoopra,
+    ParseEvents,
+    ReadEvents,
+    ReadPubSubEvents,
+    WriteDeadLetters,
+)
 
 
 def read_source(job: JobSettings, read_at_ms: int | None = None) -> beam.PTransform:
@@ -38,25 +38,24 @@ def read_source(job: JobSettings, read_at_ms: int | None = None) -> beam.PTransf
 
 def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     """Add the delivery graph for ``job`` to ``pipeline`` and return it (not run)."""
+    # One read time for the whole job, so both reads of a batch job date undated events alike.
     started_ms = int(time.time() * 1000)
     raw = pipeline | "Read" >> read_source(job, started_ms)
     parsed = raw | "Parse" >> ParseEvents(job.replay_reasons)
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
-    # A batch job's identity reads the input once more, first (transforms/enrich_identity.py).
     enriched = consented.events | "Identity" >> EnrichIdentity(
-        job.identity_ttl_days, read_source(job, started_ms), job.consent, job.replay_reasons)
+        job.identity_ttl_days, first_read=read_source(job, started_ms), consent=job.consent,
+        replay_reasons=job.replay_reasons)
     mapped = enriched.events | "MapToWoopra" >> MapToWoopra(job.woopra)
-    dead_letters = [parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters]
-    sent = mapped.requests
-    if job.dry_run:
-        _ = mapped.requests | "DryRun" >> WriteDryRun(job.dry_run, job.file_window_seconds, job.run_id)
-    else:
-        delivered = mapped.requests | "Deliver" >> DeliverToWoopra(job.delivery)
-        dead_letters.append(delivered.dead_letters)
-        sent = delivered.delivered
-    all_dead_letters = dead_letters | "CollectDeadLetters" >> beam.Flatten()
-    _ = all_dead_letters | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds, job.run_id)
+    delivered = mapped.requests | "Deliver" >> DeliverToWoopra(
+        job.delivery, dry_run_path=job.dry_run, window_seconds=job.file_window_seconds, run_id=job.run_id)
+    dead_letters = (
+        (parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters,
+         delivered.dead_letters)
+        | "CollectDeadLetters" >> beam.Flatten()
+    )
+    _ = dead_letters | "DeadLetter" >> WriteDeadLetters(job.dead_letter, job.file_window_seconds, job.run_id)
     if job.report:
-        # Side branch for the HTML run report: counts per minute of event time (pipeline/report.py).
-        _ = (sent, all_dead_letters) | "ReportCounts" >> CountPerMinute(counts_prefix(job.report))
+        # Side branch for the HTML run report (pipeline/tools/report.py): counts per minute of event time.
+        _ = (delivered.delivered, dead_letters) | "ReportCounts" >> CountPerMinute(job.report)
     return pipeline

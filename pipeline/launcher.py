@@ -35,8 +35,8 @@ from pipeline.options import (
     unknown_flags,
     with_default_runner,
 )
-from pipeline.report import clear_counts, write_run_report
 from pipeline.summary import build_summary, counters_from_result, format_summary, write_summary
+from pipeline.tools.report import clear_counts, write_run_report
 from transforms.counters import process_tally
 
 log = logging.getLogger("pipeline")
@@ -98,7 +98,7 @@ def run(argv: Sequence[str]) -> int:
     log.debug("run %s: %s %s → %s, %s requests/s per process, %s in flight, dead letters to %s%s",
               job.run_id, job.source_kind, job.source, job.woopra.endpoint, f"{job.delivery.rate_limit:g}",
               job.delivery.max_in_flight, job.dead_letter, f", dry run to {job.dry_run}" if job.dry_run else "")
-    # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (README "Dead letters and replay").
+    # Dead letters and dry-run files carry emails, IPs and cookies: owner-only (docs/behaviour.md#dead-letters).
     os.umask(0o077)
     started = time.monotonic()
     if job.report:

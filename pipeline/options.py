@@ -1,4 +1,4 @@
-"""Command-line options (README "Options"), runner configs, and their validation into a ``JobSettings``.
+"""Command-line options (docs/options.md), runner configs, and their validation into a ``JobSettings``.
 
 Numbers are declared as strings and converted here, so that a bad value gets one line naming
 the option instead of argparse's usage dump.
@@ -25,13 +25,13 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.config import IntegrationConfig, load_config, yaml_problem
-from transforms.consent import ConsentPolicy
-from transforms.dead_letters import DEAD_LETTER_REASONS
-from transforms.deliver import DeliverySettings
+from transforms.delivery.retry import RetryPolicy
+from transforms.delivery.settings import DeliverySettings
 from transforms.file_output import new_run_id
 from transforms.read_events import SUPPORTED_INPUTS, event_files, is_folder, is_supported_input
-from transforms.retry import RetryPolicy
-from transforms.woopra_mapping import (
+from transforms.rules.consent import ConsentPolicy
+from transforms.rules.dead_letters import DEAD_LETTER_REASONS
+from transforms.rules.woopra_mapping import (
     DEFAULT_APP,
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT_MS,
@@ -53,13 +53,38 @@ class OptionsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Number:
+    """What a numeric option takes: whole or decimal, and its bounds."""
+
+    kind: type[int] | type[float]
+    minimum: float
+    maximum: float = math.inf
+
+    def parse(self, option: str, value: Any) -> Any:
+        """``value`` as this number; OptionsError naming ``option`` when it is not one or out of bounds."""
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            whole = "whole " if self.kind is int else ""
+            raise OptionsError(f"{option} must be a {whole}number, got {value!r}") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise OptionsError(f"{option} must be a finite number, got {value!r}")
+        if not self.minimum <= number <= self.maximum:
+            upper = "" if self.maximum == math.inf else f" and at most {self.maximum:g}"
+            raise OptionsError(f"{option} must be at least {self.minimum:g}{upper}, got {value!r}")
+        return number
+
+
+@dataclass(frozen=True)
 class Flag:
-    """One of the job's own options: its name, help text and default (a string, as Beam gets it)."""
+    """One of the job's own options: its name, help text, default (a string, as Beam gets it) and,
+    for a number, what it takes."""
 
     name: str
     metavar: str
     help: str
     default: str | None = None
+    number: Number | None = None
 
     def help_text(self) -> str:
         """The help text, ending with the default when there is one."""
@@ -69,7 +94,7 @@ class Flag:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DRY_RUN_ALIAS = "--dry_run"
 
-# The job's options, grouped as ``--help`` shows them. Help texts are ours; README "Options" has
+# The job's options, grouped as ``--help`` shows them. Help texts are ours; docs/options.md has
 # the same table.
 OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
     ("Input", "Exactly one of --input (batch), --input_subscription or --input_topic (both with --streaming).", (
@@ -88,30 +113,32 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--woopra_endpoint", "URL", f"Tracking API base URL; http:// only to a loopback host. "
                                   f"Default: {DEFAULT_ENDPOINT}."),
         Flag("--woopra_timeout", "MS", f"Visit idle timeout in ms. Default: 'timeout' in --config, else "
-                                 f"{DEFAULT_TIMEOUT_MS}."),
+                                 f"{DEFAULT_TIMEOUT_MS}.", number=Number(int, 1)),
         Flag("--config", "FILE", "Mapping config file, YAML or JSON: project, events, properties, traits "
-                         "(README, 'Config file')."),
+                         "(docs/behaviour.md#config-file)."),
     )),
     ("Consent & identity", "", (
         Flag("--consent_categories", "A,B", "Comma-separated consent categories that must all be granted. "
                                      "Default: 'consent_categories' in --config, else analytics."),
         Flag("--consent_default", "deny|allow", "For events without consent information. Default: "
                                                 "'consent_default' in --config, else deny."),
-        Flag("--identity_ttl_days", "DAYS", "Forget a visitor's remembered traits after this many idle days.", "30"),
+        Flag("--identity_ttl_days", "DAYS", "Forget a visitor's remembered traits after this many idle days.", "30",
+             Number(float, 0.001, 36_500)),
     )),
     ("Delivery", "", (
-        Flag("--rate_limit", "N", "Requests per second for the whole job.", "100"),
-        Flag("--max_in_flight", "N", "Concurrent requests per worker process.", "32"),
-        Flag("--max_attempts", "N", "Attempts per request, the first one included.", "5"),
-        Flag("--max_retry_seconds", "SECONDS", "Stop retrying a request after this many seconds.", "600"),
-        Flag("--request_timeout", "SECONDS", "Seconds before one request times out.", "10"),
+        Flag("--rate_limit", "N", "Requests per second for the whole job.", "100", Number(float, 0.001, 1_000_000)),
+        Flag("--max_in_flight", "N", "Concurrent requests per worker process.", "32", Number(int, 1, 1024)),
+        Flag("--max_attempts", "N", "Attempts per request, the first one included.", "5", Number(int, 1, 100)),
+        Flag("--max_retry_seconds", "SECONDS", "Stop retrying a request after this many seconds.", "600",
+             Number(float, 0, 86_400)),
+        Flag("--request_timeout", "SECONDS", "Seconds before one request times out.", "10", Number(float, 0.1, 3600)),
         Flag("--rate_limiter_address", "HOST:PORT", "host:port of an Envoy Rate Limit Service: one exact limit for the "
                                        "job (then --rate_limit is not used)."),
         Flag("--rate_limiter_domain", "DOMAIN", "Envoy Rate Limit Service domain (descriptor woopra_project=P).",
              "woopra"),
         Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit, each an equal share. Default: "
                                        "the local runner's process count, or --max_num_workers/--num_workers "
-                                       "on Dataflow."),
+                                       "on Dataflow.", number=Number(int, 1, 100_000)),
         Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
                                    "worker itself.", "on"),
     )),
@@ -123,14 +150,15 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--summary", "FILE", "Also write the end-of-run summary as JSON to this file."),
         Flag("--report", "FILE", "Batch: also write a self-contained HTML run report to this file."),
         Flag("--dead_letter_window_seconds", "SECONDS",
-             "Streaming: one dead-letter (and dry-run) file per window of this many seconds.", "60"),
+             "Streaming: one dead-letter (and dry-run) file per window of this many seconds.", "60",
+             Number(float, 1, 86_400)),
     )),
     ("Operator", "", (
         Flag("--runner_config", "FILE", "YAML file of option defaults (see runner_configs/); command-line flags win."),
         Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows Beam's and "
                             f"aiohttp's too.", "INFO"),
         Flag("--progress_interval_seconds", "SECONDS", "Streaming on a local runner: log a one-line progress report "
-                                            "this often.", "60"),
+                                            "this often.", "60", number=Number(float, 1, 86_400)),
     )),
 )
 
@@ -150,7 +178,8 @@ def help_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, usage="%(prog)s [options]", add_help=False,
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=36),
-        description="Deliver page, track and identify events to Woopra's HTTP Tracking API (README.md).",
+        description="Deliver page, track and identify events to Woopra's HTTP Tracking API "
+                    "(docs/behaviour.md).",
         epilog="Beam's standard options (--runner, --streaming, --project, --region, ...) work too; "
                "they are listed with --help-beam.")
     for title, description, flags in OPTION_GROUPS:
@@ -394,21 +423,8 @@ def with_default_runner(argv: Sequence[str]) -> list[str]:
     return argv + [f"--runner={DEFAULT_STREAMING_RUNNER if streaming else DEFAULT_BATCH_RUNNER}"]
 
 
-def _number(option: str, value: Any, kind: type, minimum: float, maximum: float = math.inf) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise OptionsError(f"--{option} must be a {'whole ' if kind is int else ''}number, got {value!r}") from None
-    if isinstance(number, float) and not math.isfinite(number):
-        raise OptionsError(f"--{option} must be a finite number, got {value!r}")
-    if not minimum <= number <= maximum:
-        upper = "" if maximum == math.inf else f" and at most {maximum:g}"
-        raise OptionsError(f"--{option} must be at least {minimum:g}{upper}, got {value!r}")
-    return number
-
-
 def validate_endpoint(url: str) -> str:
-    """An https:// URL, or http(s) to a loopback host for local testing (README "Options")."""
+    """An https:// URL, or http(s) to a loopback host for local testing (docs/options.md)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OptionsError(f"--woopra_endpoint must be an http(s) URL with a host, got {url!r}")
@@ -428,7 +444,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _source(options: WoopraOptions) -> tuple[str, str]:
+def _source(options: WoopraOptions, streaming: bool) -> tuple[str, str]:
+    """Exactly one source: files, or (streaming) a Pub/Sub subscription or topic."""
     given = [(kind, value) for kind, value in (
         ("files", options.input),
         ("subscription", options.input_subscription),
@@ -443,6 +460,8 @@ def _source(options: WoopraOptions) -> tuple[str, str]:
         _check_pubsub_path("--input_subscription", value, "subscriptions")
     if kind == "topic":
         _check_pubsub_path("--input_topic", value, "topics")
+    if kind != "files" and not streaming:
+        raise OptionsError(f"--input_{kind} reads Pub/Sub, which needs --streaming")
     return kind, value
 
 
@@ -480,24 +499,55 @@ def resolve_settings(options: PipelineOptions) -> JobSettings:
     """Validate the options (and the config file they name) into ``JobSettings``."""
     opts = options.view_as(WoopraOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
-    source_kind, source = _source(opts)
-    if source_kind != "files" and not streaming:
-        raise OptionsError(f"--input_{source_kind} reads Pub/Sub, which needs --streaming")
+    source_kind, source = _source(opts, streaming)
+    _check_pubsub_only_options(opts, source_kind, str(options.view_as(StandardOptions).runner or ""))
     config = load_config(opts.config) if opts.config else IntegrationConfig()
+    woopra = _woopra_settings(opts, config)
+    return JobSettings(
+        source_kind=source_kind,
+        source=source,
+        streaming=streaming,
+        woopra=woopra,
+        consent=_consent_policy(opts, config),
+        delivery=_delivery_settings(opts, options, woopra.project),
+        identity_ttl_days=number_option(opts, "identity_ttl_days"),
+        dead_letter=_dead_letter_path(opts.dead_letter or "dead_letter/", streaming),
+        dry_run=opts.dry_run_output or None,
+        summary=opts.summary or None,
+        timestamp_attribute=opts.timestamp_attribute or None,
+        id_label=opts.id_label or None,
+        file_window_seconds=number_option(opts, "dead_letter_window_seconds") if streaming else None,
+        progress_interval_seconds=number_option(opts, "progress_interval_seconds"),
+        replay_reasons=_replay_reasons(opts.replay_reasons) if opts.replay_reasons is not None else None,
+        report=_report_path(opts.report, streaming),
+        log_level=_log_level(opts.log_level),
+    )
 
+
+FLAGS = {flag.name[2:]: flag for _, _, flags in OPTION_GROUPS for flag in flags}
+
+
+def number_option(opts: WoopraOptions, name: str) -> Any:
+    """The value of numeric option ``name``, checked as its declaration in OPTION_GROUPS says."""
+    number = FLAGS[name].number
+    assert number is not None, f"--{name} is not declared as a number"
+    return number.parse(f"--{name}", getattr(opts, name))
+
+
+def _woopra_settings(opts: WoopraOptions, config: IntegrationConfig) -> WoopraSettings:
+    """Project, endpoint, timeout and the field mappings: the flags over the config file."""
     project = opts.woopra_project or config.project
     if not project or not project.strip():
         raise OptionsError("--woopra_project is required (or 'project' in the --config file)")
-    timeout_ms = (_number("woopra_timeout", opts.woopra_timeout, int, 1) if opts.woopra_timeout
-                  else config.timeout or DEFAULT_TIMEOUT_MS)
     events = dict(PRESET_EVENTS)
     events.update(config.events)
     properties = dict(PRESET_PROPERTY_RENAMES)
     properties.update(config.properties)
-    woopra = WoopraSettings(
+    return WoopraSettings(
         project=project.strip(),
         endpoint=validate_endpoint(opts.woopra_endpoint or DEFAULT_ENDPOINT),
-        timeout_ms=timeout_ms,
+        timeout_ms=(number_option(opts, "woopra_timeout") if opts.woopra_timeout
+                    else config.timeout or DEFAULT_TIMEOUT_MS),
         app=config.app or DEFAULT_APP,
         events=events,
         unmapped_events=config.unmapped_events or "send",
@@ -505,63 +555,54 @@ def resolve_settings(options: PipelineOptions) -> JobSettings:
         trait_renames=dict(config.traits),
     )
 
+
+def _consent_policy(opts: WoopraOptions, config: IntegrationConfig) -> ConsentPolicy:
+    """The categories to require and the default: the flags over the config file."""
     consent_default = opts.consent_default or config.consent_default or "deny"
     if consent_default not in ("deny", "allow"):
         raise OptionsError(f"--consent_default must be deny or allow, got {consent_default!r}")
     categories = (_categories(opts.consent_categories) if opts.consent_categories
                   else config.consent_categories or ("analytics",))
+    return ConsentPolicy(required=categories, default=consent_default)
 
-    rate_limit = _number("rate_limit", opts.rate_limit, float, 0.001, 1_000_000)
-    processes = (_number("rate_limit_processes", opts.rate_limit_processes, int, 1, 100_000)
-                 if opts.rate_limit_processes else worker_processes(options))
+
+def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: str) -> DeliverySettings:
+    """How each worker process sends: its share of the job's rate, concurrency, retries."""
+    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
+                 else worker_processes(options))
     address = opts.rate_limiter_address or None
     if address and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
         raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
-    delivery = DeliverySettings(
-        rate_limit=rate_limit / processes,
+    return DeliverySettings(
+        rate_limit=number_option(opts, "rate_limit") / processes,
         separate_process=_on_off("delivery_process", opts.delivery_process),
         rate_limiter_address=address,
         rate_limiter_domain=opts.rate_limiter_domain or "woopra",
-        project=project.strip(),
-        max_in_flight=_number("max_in_flight", opts.max_in_flight, int, 1, 1024),
-        request_timeout=_number("request_timeout", opts.request_timeout, float, 0.1, 3600),
+        project=project,
+        max_in_flight=number_option(opts, "max_in_flight"),
+        request_timeout=number_option(opts, "request_timeout"),
         retry=RetryPolicy(
-            max_attempts=_number("max_attempts", opts.max_attempts, int, 1, 100),
-            max_retry_seconds=_number("max_retry_seconds", opts.max_retry_seconds, float, 0, 86_400),
+            max_attempts=number_option(opts, "max_attempts"),
+            max_retry_seconds=number_option(opts, "max_retry_seconds"),
         ),
     )
-    dead_letter = opts.dead_letter or "dead_letter/"
+
+
+def _dead_letter_path(dead_letter: str, streaming: bool) -> str:
+    """A path prefix, or (streaming only) a Pub/Sub topic."""
     if dead_letter.startswith("projects/"):
         _check_pubsub_path("--dead_letter", dead_letter, "topics")
-    if dead_letter.startswith("projects/") and not streaming:
-        raise OptionsError("--dead_letter to a Pub/Sub topic needs --streaming (batch writes files)")
+        if not streaming:
+            raise OptionsError("--dead_letter to a Pub/Sub topic needs --streaming (batch writes files)")
+    return dead_letter
+
+
+def _check_pubsub_only_options(opts: WoopraOptions, source_kind: str, runner: str) -> None:
     if (opts.timestamp_attribute or opts.id_label) and source_kind == "files":
         raise OptionsError("--timestamp_attribute and --id_label apply to Pub/Sub sources only")
-    runner = str(options.view_as(StandardOptions).runner or "")
     if opts.id_label and "Dataflow" not in runner:
         raise OptionsError(f"--id_label needs --runner=DataflowRunner: {runner or 'this runner'} cannot "
                            "deduplicate Pub/Sub reads (Beam's DirectRunner rejects id_label)")
-    window_seconds = _number("dead_letter_window_seconds", opts.dead_letter_window_seconds, float, 1, 86_400)
-    return JobSettings(
-        source_kind=source_kind,
-        source=source,
-        streaming=streaming,
-        woopra=woopra,
-        consent=ConsentPolicy(required=categories, default=consent_default),
-        delivery=delivery,
-        identity_ttl_days=_number("identity_ttl_days", opts.identity_ttl_days, float, 0.001, 36_500),
-        dead_letter=dead_letter,
-        dry_run=opts.dry_run_output or None,
-        summary=opts.summary or None,
-        timestamp_attribute=opts.timestamp_attribute or None,
-        id_label=opts.id_label or None,
-        file_window_seconds=window_seconds if streaming else None,
-        progress_interval_seconds=_number("progress_interval_seconds", opts.progress_interval_seconds,
-                                          float, 1, 86_400),
-        replay_reasons=_replay_reasons(opts.replay_reasons) if opts.replay_reasons is not None else None,
-        report=_report_path(opts.report, streaming),
-        log_level=_log_level(opts.log_level),
-    )
 
 
 def _log_level(value: str | None) -> str:
@@ -573,7 +614,7 @@ def _log_level(value: str | None) -> str:
 
 
 def _replay_reasons(value: str) -> tuple[str, ...]:
-    """``--replay_reasons a,b``: known dead-letter reasons (README "Dead letters and replay"), at least one."""
+    """``--replay_reasons a,b``: known dead-letter reasons (docs/behaviour.md#dead-letters), at least one."""
     reasons = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
     if not reasons:
         raise OptionsError(f"--replay_reasons must name at least one of {', '.join(DEAD_LETTER_REASONS)}")

@@ -1,7 +1,7 @@
 """docs/options.md, generated from the options' own declarations: ``python -m pipeline.options_doc > docs/options.md``.
 
 The text comes from ``OPTION_GROUPS``, the same declarations ``python -m pipeline --help`` shows,
-so the page cannot drift from the job; tests/test_options_doc.py checks that the file is current.
+so the page cannot drift from the job; tests/pipeline/test_options_doc.py checks that the file is current.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from transforms.outcomes import READ, RETRIED_REQUESTS, Group, Outcome
+from transforms.rules.outcomes import READ, RETRIED_REQUESTS, Group, Outcome
 
 log = logging.getLogger("pipeline.progress")
 

@@ -1,4 +1,4 @@
-"""The end-of-run summary (SPEC §8): counts from the job's Beam counters, and their check."""
+"""The end-of-run summary (docs/behaviour.md#summary): counts from the job's Beam counters, and their check."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
 from transforms.counters import NAMESPACE
-from transforms.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
+from transforms.rules.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
 
-# Where each read event ended up: these add up to ``read`` (transforms/outcomes.py).
+# Where each read event ended up: these add up to ``read`` (transforms/rules/outcomes.py).
 OUTCOME_KEYS = tuple(str(outcome) for outcome in RUN_OUTCOMES)
 SUMMARY_KEYS = (READ,) + OUTCOME_KEYS + (RETRIED_REQUESTS,)
 DRY_RUN_KEY = str(Outcome.WOULD_SEND)

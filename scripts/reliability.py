@@ -3,7 +3,7 @@
     python scripts/reliability.py                 # everything (about 15 minutes on 2 cores)
     python scripts/reliability.py --cases-only    # only the corpus, case by case
 
-(a) Each case of tests/hostile_corpus.py runs alone through ``python -m pipeline`` (batch, against
+(a) Each case of tests/support/hostile_corpus.py runs alone through ``python -m pipeline`` (batch, against
 the local Woopra stand-in, ``--summary``): its outcome is the summary's non-zero counts, the exit
 code, the dead letter read back and whether a traceback appeared.
 (b) The fault runs send generated events (benchmarks/generate_events.py) to the stand-in while it
@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 import apache_beam  # noqa: E402
 
 from pipeline.summary import OUTCOME_KEYS  # noqa: E402
-from tests.hostile_corpus import CASES, CORPUS_CONFIG, HostileCase, corpus_bytes  # noqa: E402
+from tests.support.hostile_corpus import CASES, CORPUS_CONFIG, HostileCase, corpus_bytes  # noqa: E402
 from woopra_standin import Rule, StandIn  # noqa: E402
 
 RUN_TIMEOUT_SECONDS = 600
@@ -387,7 +387,7 @@ def write_report(path: Path, cases: list[CaseResult], faults: list[FaultResult],
         f"Run on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} at commit {commit} "
         f"(Python {platform.python_version()}, Apache Beam {apache_beam.__version__}, batch `FnApiRunner`, "
         "the local Woopra stand-in `woopra_standin` on 127.0.0.1, `--rate_limit 1000`). Each job is "
-        "`python -m pipeline` as a user runs it, with the config `CORPUS_CONFIG` of tests/hostile_corpus.py "
+        "`python -m pipeline` as a user runs it, with the config `CORPUS_CONFIG` of tests/support/hostile_corpus.py "
         "(project `mywebsite.com`, consent `analytics` required and denied by default, `unmapped_events: drop`).",
         "",
         "## Hostile inputs",
@@ -405,8 +405,8 @@ def write_report(path: Path, cases: list[CaseResult], faults: list[FaultResult],
             "bytes as `raw_base64`), and a delivered case sent exactly one request carrying the parameters the "
             "corpus names (e.g. `cookie=1234567890` for a numeric `vendor_ids.woopra_cookie`, `project` and "
             "`ce_app` untouched by properties of those names) and no header smuggled in through the User-Agent. "
-            "The rules behind the expectations are in README.md (What it does; Mapping, precisely; Dead "
-            "letters and replay). `tests/test_hostile_corpus.py` runs the same corpus as one file in one job.",
+            "The rules behind the expectations are in docs/behaviour.md. "
+            "`tests/e2e/test_hostile_corpus.py` runs the same corpus as one file in one job.",
             "",
         ]
         failed = [result for result in cases if not result.passed]
@@ -423,7 +423,7 @@ def write_report(path: Path, cases: list[CaseResult], faults: list[FaultResult],
         lines += [
             f"{events:,} events from `benchmarks/generate_events.py` ({events // 10:,} visitors browsing, identifying "
             "themselves and buying; consent granted; every one deliverable), sent to the stand-in while it "
-            "misbehaves as the second column says. Retries follow README.md (Delivery and retries): 5 attempts "
+            "misbehaves as the second column says. Retries follow docs/behaviour.md#delivery: 5 attempts "
             "by default, exponential back-off with jitter from 0.5 s, `Retry-After` honoured.",
             "",
             *fault_table(faults),

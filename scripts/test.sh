@@ -2,7 +2,7 @@
 # Set up this machine and run the whole test suite, as CI does (.ci/run calls this):
 # system packages (nginx, Chromium, Google's Pub/Sub emulator), the package with its test extras,
 # lint (ruff, mypy), the emulator on 127.0.0.1:$PUBSUB_PORT, then pytest.
-#   usage: bash scripts/test.sh [pytest arguments, e.g. --run-slow or tests/test_config.py]
+#   usage: bash scripts/test.sh [pytest arguments, e.g. --run-slow or tests/pipeline/test_config.py]
 #   env:   PYTHON (python3), PUBSUB_PORT (8085)
 # A skipped test, no test collected, or a Pub/Sub backend other than Google's emulator where its
 # Debian package is installed all fail the run.

@@ -26,7 +26,7 @@ STREAMING_RUNNER = "BundleBasedDirectRunner"
 
 
 # Beam is imported where a pipeline is built, not at collection: pytest runs that need no pipeline
-# (tests/test_suite_rules.py starts several) start seconds sooner.
+# (tests/ci/test_suite_rules.py starts several) start seconds sooner.
 def batch_pipeline() -> TestPipeline:
     """A TestPipeline on the offline batch runner."""
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -105,8 +105,8 @@ def pubsub_emulator():
 @pytest.fixture(scope="session")
 def debug_streaming_run(pubsub_emulator, tmp_path_factory):
     """One streaming run of the sample at ``--log_level DEBUG`` with windowed dead-letter files
-    (tests/streaming_run.py), shared by the tests that read its output."""
-    from tests.streaming_run import run_sample_streaming
+    (tests/support/streaming_run.py), shared by the tests that read its output."""
+    from tests.support.streaming_run import run_sample_streaming
 
     return run_sample_streaming(tmp_path_factory.mktemp("streaming-debug"), pubsub_emulator,
                                 ("--log_level", "DEBUG"))

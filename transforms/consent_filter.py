@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
-from transforms.consent import ConsentOutcome, ConsentPolicy, decide_consent
 from transforms.counters import counter
-from transforms.dead_letters import DEAD_LETTERS
-from transforms.events import Event
 from transforms.failures import StepFailures
+from transforms.rules.consent import ConsentOutcome, ConsentPolicy, decide_consent
+from transforms.rules.dead_letters import DEAD_LETTERS
+from transforms.rules.events import Event
 
 
 class _ConsentFn(beam.DoFn):

@@ -1,4 +1,4 @@
-"""Counters named after the summary keys (SPEC §8): Beam metrics plus an in-process tally.
+"""Counters named after the summary keys (docs/behaviour.md#summary): Beam metrics plus an in-process tally.
 
 The Beam counter is what a Dataflow user sees in the console and what a batch summary reads.
 The tally exists because Beam's streaming DirectRunner drops counter updates made after its

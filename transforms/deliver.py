@@ -1,7 +1,9 @@
-"""Deliver: send each ``WoopraRequest`` to Woopra; failures become dead letters (SPEC §5).
+"""Deliver: send each ``WoopraRequest`` to Woopra, or in a dry run write it; failures become dead letters.
+
+docs/behaviour.md#delivery and #dry-run.
 
 Requests go to one sender per worker process (in a child process by default, see
-transforms/delivery_process.py) while the bundle goes on, so a worker keeps ``max_in_flight``
+transforms/delivery/process.py) while the bundle goes on, so a worker keeps ``max_in_flight``
 requests in flight. Each output keeps its own element's timestamp and window.
 The DoFn never raises after sending: a failed bundle would be retried by the runner and send
 its events twice, so every outcome, good or bad, becomes an output.
@@ -13,25 +15,25 @@ import collections
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.components.adaptive_throttler import ThrottlingSignaler
-from apache_beam.io.components.rate_limiter import RateLimiter
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.counters import NAMESPACE, counter
-from transforms.delivery_process import DeliveryProcess
-from transforms.rate_limit import ENVOY_DOMAIN, TokenBucket, envoy_rate_limiter
-from transforms.retry import RetryPolicy
-from transforms.woopra_client import DeliveryOutcome, WoopraSender
-from transforms.woopra_mapping import WoopraRequest
+from transforms.delivery.process import DeliveryProcess
+from transforms.delivery.sender import DeliveryOutcome, WoopraSender
+from transforms.delivery.settings import DeliverySettings
+from transforms.failures import StepFailures
+from transforms.file_output import WriteJsonLines
+from transforms.rules.dead_letters import DEAD_LETTERS, to_json_line
+from transforms.rules.outcomes import RETRIED_REQUESTS, Outcome
+from transforms.rules.woopra_mapping import WoopraRequest
 
-DEAD_LETTERS = "dead_letters"
 # Requests handed to the sender per concurrent slot: enough queued that every slot has its next
 # request ready while answers travel back (through a pipe, with the delivery process).
 QUEUED_PER_SLOT = 8
@@ -39,28 +41,6 @@ QUEUED_PER_SLOT = 8
 # bucket holds the rate for the whole process, and keep-alive connections outlive bundles
 # (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
 _PROCESS_SENDERS = Shared()
-
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    """How to send: per-process rate, concurrency, timeouts and the retry policy."""
-
-    rate_limit: float = 100.0  # requests per second for this worker process
-    max_in_flight: int = 32
-    request_timeout: float = 10.0
-    retry: RetryPolicy = RetryPolicy()
-    # Set: one limit for the whole job from this Envoy Rate Limit Service (host:port).
-    rate_limiter_address: str | None = None
-    rate_limiter_domain: str = ENVOY_DOMAIN
-    project: str = ""  # the Envoy descriptor's value
-    # Send from a child process, on a core of its own (see transforms/delivery_process.py).
-    separate_process: bool = True
-
-    def limiter(self) -> RateLimiter:
-        """This process's limiter: Envoy's global one when configured, else a token bucket."""
-        if self.rate_limiter_address:
-            return envoy_rate_limiter(self.rate_limiter_address, self.project, self.rate_limiter_domain)
-        return TokenBucket(self.rate_limit)
 
 
 def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
@@ -72,8 +52,10 @@ def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
 class _DeliverFn(beam.DoFn):
     def __init__(self, settings: DeliverySettings) -> None:
         self.settings = settings
-        self.counters = {key: counter(key) for key in (
-            "delivered_200", "delivered_202", "rejected", "retries_exhausted", "retried_requests")}
+        self.outcomes = {outcome: counter(outcome) for outcome in (
+            Outcome.DELIVERED_200, Outcome.DELIVERED_202, Outcome.REJECTED, Outcome.RETRIES_EXHAUSTED)}
+        self.retried_requests = counter(RETRIED_REQUESTS)
+        self.failures = StepFailures("Deliver")
 
     def setup(self) -> None:
         settings = self.settings
@@ -90,7 +72,12 @@ class _DeliverFn(beam.DoFn):
     def process(
         self, request: WoopraRequest, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
     ) -> Iterator[Any]:
-        self.in_flight.append((self.sender.submit(request), timestamp, window))
+        try:
+            future = self.sender.submit(request)
+        except Exception as exc:  # noqa: BLE001 - e.g. a URL that cannot be encoded: this event's dead letter
+            yield self.failures.dead_letter(exc, request.event, attributes=request.attributes)
+            return
+        self.in_flight.append((future, timestamp, window))
         # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
         while self.in_flight and (
             len(self.in_flight) >= QUEUED_PER_SLOT * self.settings.max_in_flight or self.in_flight[0][0].done()
@@ -120,21 +107,55 @@ class _DeliverFn(beam.DoFn):
     def _emit(self, future: Future[DeliveryOutcome], timestamp: Any, window: Any) -> Any:
         outcome = future.result()  # send() never raises
         self._report_pushback()
-        self.counters[outcome.result].inc()
+        self.outcomes[outcome.result].inc()
         if outcome.attempts > 1:
-            self.counters["retried_requests"].inc(outcome.attempts - 1)
+            self.retried_requests.inc(outcome.attempts - 1)
         if outcome.delivered:
             return WindowedValue(outcome, timestamp, (window,))
         return pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
 
 
-class DeliverToWoopra(beam.PTransform):
-    """Send requests to Woopra; outputs ``delivered`` outcomes and ``dead_letters``."""
+def _request_line(request: WoopraRequest) -> str:
+    return to_json_line(request.as_record())
 
-    def __init__(self, settings: DeliverySettings) -> None:
+
+class _WouldSendFn(beam.DoFn):
+    """Dry run: count each request ``would_send`` and pass it on to be written."""
+
+    def __init__(self) -> None:
+        self.would_send = counter(Outcome.WOULD_SEND)
+
+    def process(self, request: WoopraRequest) -> Iterator[WoopraRequest]:
+        self.would_send.inc()
+        yield request
+
+
+class DeliverToWoopra(beam.PTransform):
+    """Send requests to Woopra; outputs ``delivered`` outcomes and ``dead_letters``.
+
+    With ``dry_run_path`` nothing is sent: each request is counted ``would_send`` and written as
+    a JSON line under that path (``delivered`` then holds the requests, ``dead_letters`` nothing).
+    """
+
+    def __init__(
+        self,
+        settings: DeliverySettings,
+        dry_run_path: str | None = None,
+        window_seconds: float | None = None,
+        run_id: str = "",
+    ) -> None:
         super().__init__()
         self.settings = settings
+        self.dry_run_path = dry_run_path
+        self.window_seconds = window_seconds
+        self.run_id = run_id
 
     def expand(self, requests: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings)).with_outputs(
+        if not self.dry_run_path:
+            return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings)).with_outputs(
+                DEAD_LETTERS, main="delivered")
+        would_send = requests | "CountWouldSend" >> beam.ParDo(_WouldSendFn()).with_outputs(
             DEAD_LETTERS, main="delivered")
+        _ = would_send.delivered | "WriteRequests" >> WriteJsonLines(
+            self.dry_run_path, "requests", self.window_seconds, self.run_id, to_line=_request_line)
+        return would_send

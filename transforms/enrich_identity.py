@@ -38,11 +38,11 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms.consent import ConsentPolicy
-from transforms.dead_letters import DEAD_LETTERS
-from transforms.events import Event, RawInput
 from transforms.failures import StepFailures
-from transforms.identity import (
+from transforms.rules.consent import ConsentPolicy
+from transforms.rules.dead_letters import DEAD_LETTERS
+from transforms.rules.events import Event, RawInput
+from transforms.rules.identity import (
     MS_PER_DAY,
     IdentityFact,
     IdentityTimeline,

@@ -15,8 +15,8 @@ from typing import Any
 from apache_beam import pvalue
 
 from transforms.counters import counter
-from transforms.dead_letters import DEAD_LETTERS, DeadLetter, step_failure_error
-from transforms.outcomes import DeadLetterReason, Outcome
+from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter, step_failure_error
+from transforms.rules.outcomes import DeadLetterReason, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,14 @@ import os
 import posixpath
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.transforms import window
 
-from transforms.dead_letters import to_json_line
+from transforms.rules.dead_letters import to_json_line
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -38,7 +39,10 @@ def _stamp_now(element: Any) -> window.TimestampedValue:
 
 
 class WriteJsonLines(beam.PTransform):
-    """Write JSON-serialisable dicts as JSON-lines files under a path prefix.
+    """Write records as JSON lines (``to_line`` makes each one's line) under a path prefix.
+
+    Each record becomes its line in the same step: Beam's coders would refuse a dict holding
+    text UTF-8 cannot encode (a lone surrogate), which ``to_json_line`` writes as an escape.
 
     Batch: ``<prefix>-<run id>-SSSSS-of-NNNNN.jsonl``, no file when there are no records.
     Streaming (``window_seconds`` given): one file per window of processing time,
@@ -46,16 +50,24 @@ class WriteJsonLines(beam.PTransform):
     The run id keeps every run's files apart: a run never replaces another run's output.
 
     These files carry emails, IPs and cookies (they must, to be replayable): the launcher sets
-    the process umask so they are created readable by their owner only (SPEC §9).
+    the process umask so they are created readable by their owner only (docs/behaviour.md#privacy).
     """
 
-    def __init__(self, path: str, default_name: str, window_seconds: float | None = None, run_id: str = "") -> None:
+    def __init__(
+        self,
+        path: str,
+        default_name: str,
+        window_seconds: float | None = None,
+        run_id: str = "",
+        to_line: Callable[[Any], str] = to_json_line,
+    ) -> None:
         super().__init__()
         self.prefix = file_prefix(path, default_name, run_id)
         self.window_seconds = window_seconds
+        self.to_line = to_line
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
-        lines = records | "ToJson" >> beam.Map(to_json_line)
+        lines = records | "ToJson" >> beam.Map(self.to_line)
         if self.window_seconds is None:
             return lines | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl",
                                                                skip_if_empty=True)

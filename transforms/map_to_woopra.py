@@ -1,4 +1,4 @@
-"""Map to Woopra: enriched events → ``WoopraRequest``s (SPEC §4)."""
+"""Map to Woopra: enriched events → ``WoopraRequest``s (docs/behaviour.md#woopra-mapping)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from transforms.counters import counter
-from transforms.dead_letters import DEAD_LETTERS, DeadLetter
-from transforms.events import Event
 from transforms.failures import StepFailures
-from transforms.outcomes import DeadLetterReason, Outcome
-from transforms.woopra_mapping import Skipped, WoopraSettings, build_request
+from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
+from transforms.rules.events import Event
+from transforms.rules.outcomes import DeadLetterReason, Outcome
+from transforms.rules.woopra_mapping import Skipped, WoopraSettings, build_request
 
 
 class _MapFn(beam.DoFn):

@@ -9,10 +9,10 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.counters import counter
-from transforms.dead_letters import DEAD_LETTERS, DeadLetter
-from transforms.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, input_text, parse_input
 from transforms.failures import StepFailures
-from transforms.outcomes import READ, Outcome
+from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
+from transforms.rules.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, input_text, parse_input
+from transforms.rules.outcomes import READ, Outcome
 
 
 def invalid_dead_letter(invalid: InvalidInput) -> DeadLetter:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, ReadFromPubSub
 
-from transforms.events import RawInput
+from transforms.rules.events import RawInput
 
 
 class _ToRawInputFn(beam.DoFn):

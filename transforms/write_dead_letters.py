@@ -5,8 +5,8 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage, WriteToPubSub
 
-from transforms.dead_letters import DeadLetter
 from transforms.file_output import WriteJsonLines
+from transforms.rules.dead_letters import DeadLetter
 
 
 def is_pubsub_topic(path: str) -> bool:
@@ -23,7 +23,7 @@ def to_pubsub_message(dead_letter: DeadLetter) -> PubsubMessage:
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Write ``DeadLetter`` records (SPEC §7) to JSON-lines files or a Pub/Sub topic."""
+    """Write ``DeadLetter`` records (docs/behaviour.md#dead-letters) to JSON-lines files or a Pub/Sub topic."""
 
     def __init__(self, path: str, window_seconds: float | None = None, run_id: str = "") -> None:
         super().__init__()
@@ -38,8 +38,5 @@ class WriteDeadLetters(beam.PTransform):
                 | "ToMessages" >> beam.Map(to_pubsub_message)
                 | "Publish" >> WriteToPubSub(self.path, with_attributes=True)
             )
-        return (
-            dead_letters
-            | "ToRecords" >> beam.Map(DeadLetter.to_dict)
-            | "Write" >> WriteJsonLines(self.path, "dead_letters", self.window_seconds, self.run_id)
-        )
+        return dead_letters | "Write" >> WriteJsonLines(
+            self.path, "dead_letters", self.window_seconds, self.run_id, to_line=DeadLetter.to_json)

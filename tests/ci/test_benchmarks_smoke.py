@@ -1,0 +1,104 @@
+"""Smoke tests of the benchmarks: each script runs with ``--smoke`` (tiny size, one run), prints one
+JSON line with its figures and must pass. A smoke run is judged on a criterion fit for its size
+(its ``pass_criterion``), looser than the full targets in BENCHMARKS.md but able to fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "benchmarks"
+HAS_NGINX = bool(shutil.which("nginx")) or Path("/usr/sbin/nginx").exists()
+
+
+@pytest.fixture
+def needs_nginx() -> None:
+    """Fail, never skip, where nginx is missing: a skipped benchmark would pass CI untested."""
+    if not HAS_NGINX:
+        pytest.fail("nginx is not installed: run scripts/test.sh, or apt-get install nginx-light", pytrace=False)
+
+
+def run_smoke(script: str) -> dict:
+    """Run ``benchmarks/SCRIPT --smoke`` from its own folder; return its JSON line."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, script, "--smoke"], cwd=BENCHMARKS, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"{script} printed no JSON line:\n{done.stdout[-2000:]}"
+    return json.loads(lines[-1])
+
+
+def assert_keys(result: dict, *keys: str) -> None:
+    missing = [key for key in keys if key not in result]
+    assert not missing, f"missing keys {missing} in {result}"
+
+
+def assert_passed(result: dict) -> None:
+    assert result["pass"] is True, f"{result['benchmark']} failed {result['pass_criterion']!r}: {result}"
+
+
+@pytest.mark.usefixtures("needs_nginx")
+def test_bench_throughput_smoke() -> None:
+    result = run_smoke("bench_throughput.py")
+    assert result["benchmark"] == "throughput"
+    assert_keys(result, "events", "requests", "runs", "raw_aiohttp_per_second", "pipeline_events_per_second_end_to_end",
+                "pipeline_delivery_phase_per_second", "median_raw", "median_pipeline", "ratio_pipeline_to_raw")
+    assert result["requests"] > 0 and result["runs"] == 1
+    assert_passed(result)
+
+
+def test_bench_latency_smoke() -> None:
+    result = run_smoke("bench_latency.py")
+    assert result["benchmark"] == "latency"
+    assert_keys(result, "events", "requests", "reference_ceiling_per_second", "target_per_second",
+                "naive_per_second", "pipeline_delivery_per_second", "pipeline_events_per_second_end_to_end",
+                "median_naive", "median_pipeline_delivery", "ratio_pipeline_to_naive", "pass_delivery_target")
+    assert result["reference_ceiling_per_second"] == 1280 and result["requests"] == 500
+    assert_passed(result)
+
+
+def test_bench_rate_limit_smoke_shows_the_limit_holding_end_to_end() -> None:
+    result = run_smoke("bench_rate_limit.py")
+    assert result["benchmark"] == "rate_limit"
+    assert_keys(result, "seconds", "runs", "rates", "pass")
+    (rate,) = result["rates"]
+    assert rate["rate"] == 200 and rate["requests"] == 600
+    assert_keys(rate, "achieved_per_second", "max_1s_window", "median_achieved_over_r", "median_max_window_over_r",
+                "reference_unthrottled_per_second", "pass_rate_within_3pct", "pass_max_window_le_110pct")
+    # python -m pipeline --rate_limit 200, measured on the stand-in's clock: within 5% of the rate
+    # over the run, never more than 110% of it in any second, though the input could go faster.
+    assert_passed(result)
+    assert rate["pass"] is True and rate["pass_max_window_le_110pct"] is True
+    assert abs(rate["median_achieved_over_r"] - 1) <= 0.05 and rate["median_max_window_over_r"] <= 1.10
+    assert min(rate["reference_unthrottled_per_second"]) > 1.5 * rate["rate"]  # so the limit did the limiting
+
+
+@pytest.mark.usefixtures("needs_nginx")
+def test_bench_scale_smoke() -> None:
+    result = run_smoke("bench_scale.py")
+    assert result["benchmark"] == "scale"
+    assert result["sizes"] == [1000, 3000]
+    assert_keys(result, "results", "ratio_largest_to_smallest_per_event", "pass_rss_below_2gib")
+    for size in result["results"]:
+        for mode in ("dry_run", "delivered"):
+            assert_keys(size[mode], "median_wall_seconds", "median_cpu_seconds", "max_peak_rss_mb",
+                        "wall_ms_per_event", "cpu_ms_per_event", "pass_rss_below_2gib")
+            assert size[mode]["pass_rss_below_2gib"] is True
+    assert_passed(result)
+
+
+def test_bench_mapping_smoke() -> None:
+    result = run_smoke("bench_mapping.py")
+    assert result["benchmark"] == "mapping"
+    assert_keys(result, "events", "events_per_second", "ratio_to_json_loads", "pass_build_request_target")
+    assert set(result["events_per_second"]) >= {"parse", "consent", "identity", "build_request", "whole_chain"}
+    assert result["events"] == 1000
+    assert_passed(result)

@@ -1,0 +1,386 @@
+"""Input events: parsing and validating one raw input into an ``Event`` (pure, no Beam).
+
+An input is one JSON object (docs/behaviour.md#input-events): a line of a JSON-lines file, a Parquet row, or a Pub/Sub
+message. A dead-letter record is also valid input: its ``event`` (or its ``raw`` line) is re-read,
+which is how dead letters are replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DELIVERED_TYPES = frozenset({"page", "track", "identify"})
+UNSUPPORTED_TYPES = frozenset({"group", "alias", "screen"})
+# Deeper JSON is refused (docs/behaviour.md): real events nest a handful of levels, and a very
+# deep one would exhaust the recursion of every later step that walks or copies it.
+MAX_DEPTH = 64
+# Event times Woopra can take: from the Unix epoch (earlier times are not meaningful to Woopra)
+# to the last millisecond of year 9999.
+FIRST_EVENT_MS = 0
+LAST_EVENT_MS = 253_402_300_799_999
+UTF8_BOM = b"\xef\xbb\xbf"
+# A JSON escape of a UTF-16 surrogate: only text with one can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """One input record before parsing: JSON text, or an already-decoded object (Parquet rows)."""
+
+    payload: str | bytes | dict[str, Any]
+    source: str = ""
+    attributes: Mapping[str, str] | None = None  # Pub/Sub message attributes, kept for dead letters
+    fallback_time_ms: int | None = None  # event time when the event has none (Pub/Sub publish time)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated input event: the original JSON object plus the fields the pipeline reads."""
+
+    original: dict[str, Any]
+    type: str
+    visitor: str  # anonymousId, or userId where no anonymousId exists
+    timestamp_ms: int  # event time, Unix milliseconds
+    user_id: str | None = None
+    attributes: Mapping[str, str] | None = None
+    # Filled in by identity enrichment: every trait known for the visitor at this event's time.
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    cookie: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        """The ``event`` name of a track call."""
+        return self.original.get("event")
+
+    @property
+    def own_traits(self) -> dict[str, Any]:
+        """Traits carried by this event itself: ``traits`` (identify) and ``context.traits``."""
+        traits: dict[str, Any] = {}
+        context = self.original.get("context")
+        if isinstance(context, dict) and isinstance(context.get("traits"), dict):
+            traits.update(context["traits"])
+        if self.type == "identify" and isinstance(self.original.get("traits"), dict):
+            traits.update(self.original["traits"])
+        return traits
+
+    @property
+    def own_cookie(self) -> str | None:
+        """The Woopra visitor cookie captured by the tag, ``vendor_ids.woopra_cookie``."""
+        vendor_ids = self.original.get("vendor_ids")
+        if isinstance(vendor_ids, dict):
+            return _identifier(vendor_ids.get("woopra_cookie"))
+        return None
+
+
+@dataclass(frozen=True)
+class InvalidInput:
+    """Why an input could not become an event: ``invalid_json`` or ``invalid_event``."""
+
+    reason: str
+    error: str
+    event: dict[str, Any] | None  # the decoded object, when it can be kept and replayed
+    raw: str | None  # the input as text, whenever ``event`` cannot hold it
+    attributes: Mapping[str, str] | None = None
+    raw_base64: str | None = None  # the exact input bytes, when they were not UTF-8 text
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A well-formed call of a type Woopra has no equivalent for (group, alias, screen)."""
+
+    type: str
+
+
+@dataclass(frozen=True)
+class NotReplayed:
+    """A dead-letter record whose reason is not among those being replayed (``--replay_reasons``)."""
+
+    reason: str  # the dead letter's own reason
+
+
+ParseResult = Event | InvalidInput | Unsupported | NotReplayed
+
+
+def parse_timestamp_ms(value: Any) -> int:
+    """Convert an ISO-8601 string (or Unix milliseconds) to Unix milliseconds; ValueError if not."""
+    if isinstance(value, bool):
+        raise ValueError(f"timestamp must be ISO-8601, got {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, datetime):  # Parquet timestamp columns arrive as datetimes
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(round(aware.timestamp() * 1000))
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"timestamp must be ISO-8601, got {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:  # a naive time is taken as UTC, as the tag sends UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(round(parsed.timestamp() * 1000))
+
+
+def event_time_ms(value: Any) -> int:
+    """An event's ``timestamp`` as Unix ms within 1970..9999; ValueError naming the problem."""
+    try:
+        timestamp_ms = parse_timestamp_ms(value)
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is out of range ({exc})") from None
+    if timestamp_ms < FIRST_EVENT_MS:
+        raise ValueError(f"{value!r} is before 1970-01-01T00:00:00Z, the earliest time Woopra takes")
+    if timestamp_ms > LAST_EVENT_MS:
+        raise ValueError(f"{value!r} is after 9999-12-31T23:59:59.999Z")
+    return timestamp_ms
+
+
+NESTED_FIELDS = ("properties", "traits", "context", "vendor_ids", "integrations", "event")
+
+
+def decode_nested_json(row: dict[str, Any]) -> dict[str, Any]:
+    """Parquet rows may carry nested objects as JSON strings: decode those back to objects."""
+    decoded = dict(row)
+    for key in NESTED_FIELDS:
+        value = decoded.get(key)
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                decoded[key] = _decode(value)
+            except (ValueError, RecursionError):
+                pass  # left as a string: validation reports it
+    return {k: v for k, v in decoded.items() if v is not None or k in ("event", "raw")}
+
+
+def is_dead_letter(obj: Any) -> bool:
+    """True for a dead-letter record (docs/behaviour.md#dead-letters) rather than an event."""
+    return isinstance(obj, dict) and "reason" in obj and "failed_at" in obj and ("event" in obj or "raw" in obj)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
+def _decode(text: str) -> Any:
+    # NaN and Infinity are not JSON (Python's parser accepts them unless told otherwise), and a
+    # number too large for a float (1e400) would silently become infinity.
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _as_text(payload: str | bytes) -> tuple[str, str | None]:
+    """The input as text (a UTF-8 byte-order mark dropped), and the exact bytes when not UTF-8.
+
+    Undecodable bytes are kept twice: readable with U+FFFD in their place, and exact in base64.
+    """
+    if isinstance(payload, str):
+        return (payload[1:] if payload.startswith("\ufeff") else payload), None
+    if payload.startswith(UTF8_BOM):
+        payload = payload[len(UTF8_BOM):]
+    try:
+        return payload.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return payload.decode("utf-8", "replace"), base64.b64encode(payload).decode("ascii")
+
+
+def structure_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why a decoded JSON value cannot travel through the job, or None: too deep, or a lone surrogate.
+
+    Iterative, so it is safe however deep the value is.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            for key, member in item.items():
+                if isinstance(key, str) and _has_lone_surrogate(key):
+                    return f"a key holds a lone UTF-16 surrogate: {key.encode('utf-8', 'backslashreplace')!r}"
+                pending.append((member, depth + 1))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            pending.extend((member, depth + 1) for member in item)
+        elif isinstance(item, str) and _has_lone_surrogate(item):
+            return f"a value holds a lone UTF-16 surrogate: {item.encode('utf-8', 'backslashreplace')[:80]!r}"
+    return None
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _may_have_structure_problem(text: str) -> bool:
+    """Cheap test on the input text: can its JSON be too deep or hold a lone surrogate?"""
+    return (text.count("{") + text.count("[") > MAX_DEPTH
+            or _SURROGATE_ESCAPE.search(text) is not None or _has_lone_surrogate(text))
+
+
+def parse_input(
+    raw: RawInput, now_ms: int | None = None, replay_reasons: frozenset[str] | None = None
+) -> ParseResult:
+    """Turn one raw input into an ``Event``, an ``InvalidInput`` or an ``Unsupported`` call.
+
+    An event without ``timestamp`` takes ``raw.fallback_time_ms``, else ``now_ms``, else now.
+    With ``replay_reasons``, a dead-letter record of any other reason is ``NotReplayed``
+    (inputs that are plain events are not affected). Never raises on what it is given.
+    """
+    if raw.fallback_time_ms is not None:
+        now_ms = raw.fallback_time_ms
+    payload = raw.payload
+    attributes = raw.attributes
+    text: str | None = None
+    if isinstance(payload, dict):
+        obj: Any = decode_nested_json(payload)
+        checked = False
+    elif isinstance(payload, (str, bytes)):
+        text, raw_base64 = _as_text(payload)
+        if raw_base64 is not None:
+            return InvalidInput("invalid_json", "invalid JSON: the input is not UTF-8 text", None, text,
+                                attributes, raw_base64)
+        try:
+            obj = _decode(text)
+        except RecursionError:  # JSON, but deeper than the parser goes: the depth rule refuses it
+            return InvalidInput("invalid_event", f"invalid event: nested deeper than {MAX_DEPTH} levels", None,
+                                text, attributes)
+        except ValueError as exc:
+            return InvalidInput("invalid_json", f"invalid JSON: {exc}", None, text, attributes)
+        checked = not _may_have_structure_problem(text)
+    else:
+        return InvalidInput("invalid_event", f"an input must be JSON text, got {type(payload).__name__}",
+                            None, _json_text(payload), attributes)
+    if not checked:
+        problem = structure_problem(obj)
+        if problem is not None and problem.startswith("nested"):
+            # Kept as the text that was read: a too-deep object cannot be written back out as JSON.
+            return InvalidInput("invalid_event", f"invalid event: {problem}", None,
+                                text if text is not None else _json_text(obj), attributes)
+        if problem is not None:
+            return InvalidInput("invalid_event", f"invalid event: {problem}",
+                                obj if isinstance(obj, dict) else None,
+                                None if isinstance(obj, dict) else _json_text(obj), attributes)
+    if is_dead_letter(obj):
+        reason = obj.get("reason")
+        if replay_reasons is not None and not (isinstance(reason, str) and reason in replay_reasons):
+            return NotReplayed(str(reason)[:100])
+        # Replaying a dead letter: re-read the event it carried, or what it kept of the input.
+        if isinstance(obj.get("raw_base64"), str):
+            try:
+                original = base64.b64decode(obj["raw_base64"], validate=True)
+            except ValueError:
+                original = None
+            if original is not None:
+                return parse_input(RawInput(original, raw.source, attributes, raw.fallback_time_ms), now_ms)
+        if isinstance(obj.get("event"), dict):
+            obj = obj["event"]
+        elif isinstance(obj.get("raw"), str):
+            return parse_input(RawInput(obj["raw"], raw.source, attributes, raw.fallback_time_ms), now_ms)
+    if not isinstance(obj, dict):
+        kept_text = text if text is not None else _json_text(obj)
+        return InvalidInput("invalid_event", f"an event must be a JSON object, got {_json_kind(obj)}", None,
+                            kept_text, attributes)
+    return validate_event(obj, attributes, now_ms)
+
+
+def input_text(raw: RawInput) -> str:
+    """What was read, as text for a dead letter's ``raw`` (undecodable bytes as U+FFFD)."""
+    payload = raw.payload
+    if isinstance(payload, (str, bytes)):
+        return _as_text(payload)[0]
+    return _json_text(payload)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+def _json_text(value: Any) -> str:
+    """A decoded value written back as JSON (ASCII escapes keep lone surrogates writable)."""
+    try:
+        return json.dumps(value, ensure_ascii=True, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return "(the input could not be written back as JSON)"
+
+
+def validate_event(
+    obj: dict[str, Any], attributes: Mapping[str, str] | None = None, now_ms: int | None = None
+) -> ParseResult:
+    """Check the fields docs/behaviour.md#input-events requires and build the ``Event``."""
+
+    def invalid(error: str) -> InvalidInput:
+        return InvalidInput("invalid_event", error, obj, None, attributes)
+
+    call_type = obj.get("type")
+    if not isinstance(call_type, str) or not call_type:
+        return invalid("missing field 'type'")
+    if call_type in UNSUPPORTED_TYPES:
+        return Unsupported(call_type)
+    if call_type not in DELIVERED_TYPES:
+        return invalid(f"unknown type {call_type!r}")
+    if call_type == "track":
+        name = obj.get("event")
+        if not isinstance(name, str) or not name.strip():
+            return invalid("track call without 'event'")
+    anonymous_id = _identifier(obj.get("anonymousId"))
+    user_id = _identifier(obj.get("userId"))
+    if anonymous_id is None and user_id is None:
+        return invalid("neither 'anonymousId' nor 'userId'")
+    for key in ("properties", "traits", "context", "vendor_ids"):
+        if obj.get(key) is not None and not isinstance(obj[key], dict):
+            return invalid(f"'{key}' must be an object")
+    if obj.get("timestamp") is None:
+        timestamp_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    else:
+        try:
+            timestamp_ms = event_time_ms(obj["timestamp"])
+        except ValueError as exc:
+            return invalid(f"bad 'timestamp': {exc}")
+    return Event(
+        original=obj,
+        type=call_type,
+        visitor=anonymous_id or user_id or "",
+        timestamp_ms=timestamp_ms,
+        user_id=user_id,
+        attributes=attributes,
+    )
+
+
+def _identifier(value: Any) -> str | None:
+    """An id field as a string; numbers are accepted (some tags send numeric user ids)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
