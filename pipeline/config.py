@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.files import read_text
 
 
 class ConfigError(ValueError):
@@ -106,14 +107,13 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def load_config(path: str) -> IntegrationConfig:
-    """Read and validate a YAML or JSON config file."""
-    file = Path(path)
+    """Read and validate a YAML or JSON config file, local or ``gs://``."""
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
-        document = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+        document = json.loads(text) if path.lower().endswith(".json") else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid JSON, line {exc.lineno}: {exc.msg}") from None
     except yaml.YAMLError as exc:

@@ -25,6 +25,7 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.config import IntegrationConfig, load_config, yaml_problem
+from pipeline.files import read_text
 from transforms.delivery.retry import RetryPolicy
 from transforms.delivery.settings import DeliverySettings
 from transforms.file_output import new_run_id
@@ -228,17 +229,17 @@ class RunnerConfigEntry:
     line: int
 
 
-def _runner_config_file(path: str) -> Path:
-    file = Path(path)
-    if not file.exists() and (RUNNER_CONFIG_DIR / path).exists():
-        return RUNNER_CONFIG_DIR / path
-    return file
+def _runner_config_file(path: str) -> str:
+    """The file a runner config names: a path (local or ``gs://``), or a file of runner_configs/ by its name."""
+    if "://" not in path and not os.path.exists(path) and (RUNNER_CONFIG_DIR / path).exists():
+        return str(RUNNER_CONFIG_DIR / path)
+    return path
 
 
 def runner_config_entries(path: str) -> list[RunnerConfigEntry]:
     """The flags of each ``key: value`` of a runner config file (``key: value`` → ``--key=value``)."""
     try:
-        text = _runner_config_file(path).read_text(encoding="utf-8")
+        text = read_text(_runner_config_file(path))
     except OSError as exc:
         raise OptionsError(f"--runner_config: cannot read {path}: {exc.strerror or exc}") from None
     try:

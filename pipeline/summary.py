@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
+from pipeline.files import write_text
 from transforms.counters import NAMESPACE
 from transforms.rules.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
 
@@ -100,10 +100,5 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 def write_summary(summary: Mapping[str, Any], path: str) -> None:
-    """Write the summary as JSON, creating the parent directory."""
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=False)
-        handle.write("\n")
+    """Write the summary as JSON to a local file (its folder created) or ``gs://``."""
+    write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n", mime_type="application/json")
