@@ -1,22 +1,21 @@
-"""Asyncio HTTP server standing in for Woopra's HTTP Tracking API in tests and demos."""
+"""Woopra tracking-API stand-in on aiohttp.web: records requests and injects faults, for tests and demos."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import http
 import json
 import logging
-import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import parse_qsl
 
-from pipeline.redact import redacted_url
+from aiohttp import web
+
+from pipeline.tools.redact import redacted_url
 
 if TYPE_CHECKING:
     from typing import Self
@@ -28,6 +27,8 @@ SUCCESS_BODY = '{"success":true}'
 # Woopra puts every event property in the query string, so allow generous request heads.
 MAX_HEAD_BYTES = 256 * 1024
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# How long stop() lets a delayed answer finish before cancelling it.
+SHUTDOWN_SECONDS = 0.1
 
 
 @dataclass
@@ -92,56 +93,14 @@ def parse_rules_payload(data: Any) -> tuple[list[Rule], float | None]:
     return rules, delay_ms
 
 
-def _response(
-    status: int, body: str, *, keep_alive: bool, retry_after: str | None = None
-) -> bytes:
-    """Serialise a complete response so it goes out in a single write."""
-    # 1xx, 204 and 304 responses have no body (RFC 9110): strict clients reject one.
-    payload = b"" if status < 200 or status in (204, 304) else body.encode("utf-8")
-    try:
-        reason = http.HTTPStatus(status).phrase
-    except ValueError:
-        reason = "Unknown"
-    is_json = body[:1] in ("{", "[")
-    lines = [
-        f"HTTP/1.1 {status} {reason}",
-        "Content-Type: "
-        + ("application/json" if is_json else "text/plain; charset=utf-8"),
-        f"Content-Length: {len(payload)}",
-    ]
+def _reply(status: int, body: str, retry_after: str | None = None) -> web.Response:
+    """A response typed by its body (JSON or plain text), with Retry-After if given."""
+    headers = {"Content-Type": "application/json" if body[:1] in ("{", "[") else "text/plain; charset=utf-8"}
     if retry_after is not None:
-        lines.append(f"Retry-After: {retry_after}")
-    if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
-
-
-def _error(message: str) -> str:
-    return json.dumps({"success": False, "error": message})
-
-
-class _BadRequest(Exception):
-    """Unparseable request: answer with ``status`` and close the connection."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
-    """Split a request head into method, target, version and lower-cased headers."""
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise _BadRequest(400, "malformed request line")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise _BadRequest(501, "chunked request bodies are not supported")
-    return parts[0], parts[1], parts[2], headers
+        headers["Retry-After"] = retry_after
+    # 1xx, 204 and 304 responses have no body (RFC 9110): strict clients reject one.
+    payload = None if status < 200 or status in (204, 304) else body.encode("utf-8")
+    return web.Response(status=status, body=payload, headers=headers)
 
 
 def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
@@ -152,7 +111,7 @@ def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
 
 
 class StandIn:
-    """Woopra tracking-API stand-in running its asyncio loop in a daemon thread."""
+    """Woopra tracking-API stand-in serving an aiohttp.web application from a daemon thread."""
 
     def __init__(
         self,
@@ -182,7 +141,6 @@ class StandIn:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._startup_error: BaseException | None = None
 
     # ----- public, thread-safe API ------------------------------------------------
@@ -238,9 +196,7 @@ class StandIn:
         if self.record_path:
             self._record_file = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115
         ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="woopra-standin", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="woopra-standin", daemon=True)
         self._thread.start()
         if not ready.wait(10.0):
             raise RuntimeError("woopra stand-in did not start within 10s")
@@ -271,6 +227,21 @@ class StandIn:
 
     # ----- event-loop side ------------------------------------------------------
 
+    def _app(self) -> web.Application:
+        """Tracking calls on every path, except the control API under ``/_control``."""
+        control = web.Application()
+        control.add_routes([
+            web.get("/requests", self._get_requests),
+            web.get("/stats", self._get_stats),
+            web.post("/reset", self._reset),
+            web.get("/rules", self._get_rules),
+            web.put("/rules", self._put_rules),
+        ])
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.add_subapp(CONTROL_PREFIX, control)
+        app.router.add_route("*", "/{tail:.*}", self._track)
+        return app
+
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -281,112 +252,54 @@ class StandIn:
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stopping = asyncio.Event()
+        runner = web.AppRunner(
+            self._app(), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS,
+            max_line_size=MAX_HEAD_BYTES, max_field_size=MAX_HEAD_BYTES,
+        )
+        await runner.setup()
+        handler_factory = runner.server
+        assert handler_factory is not None  # setup() made it
+
+        def counted() -> asyncio.Protocol:
+            with self._cond:
+                self._connections += 1
+            return handler_factory()
+
         try:
-            server = await asyncio.start_server(
-                self._handle, self.host, self.port, limit=MAX_HEAD_BYTES, backlog=1024,
-                ssl=self.ssl_context,
+            # Our own listener rather than a TCPSite, so that every accepted connection is counted.
+            server = await asyncio.get_running_loop().create_server(
+                counted, self.host, self.port, ssl=self.ssl_context, backlog=1024
             )
         except OSError as exc:
             self._startup_error = exc
             ready.set()
+            await runner.cleanup()
             return
         self.port = server.sockets[0].getsockname()[1]
         ready.set()
         await self._stopping.wait()
         server.close()
-        # Cancel idle keep-alive and delayed handlers or wait_closed (3.12+) would hang.
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await runner.cleanup()  # closes keep-alive connections, cancels answers still delayed
         await server.wait_closed()
 
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # Small responses must not wait for the client's delayed ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    async def _track(self, request: web.Request) -> web.Response:
+        """Record a tracking call and answer as its rule scripts (or 200 at once)."""
+        url = request.rel_url
+        path, query = url.raw_path, url.raw_query_string
+        # Decoded as urllib's parse_qsl would (blanks kept), in C; dict() keeps a repeated key's last value.
+        params = dict(url.query.items())
         with self._cond:
-            self._connections += 1
-        try:
-            while await self._serve_one(reader, writer):
-                pass
-        except _BadRequest as exc:
-            writer.write(_response(exc.status, _error(str(exc)), keep_alive=False))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away mid-request; there is nobody left to answer
-        except asyncio.CancelledError:
-            # stop() cancels handlers; ending normally avoids a Python 3.11 asyncio
-            # bug that logs a traceback for cancelled stream-handler tasks.
-            pass
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()  # flushes anything still buffered, then closes
-
-    async def _serve_one(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
-        """Answer one request; return True to keep the connection open for the next."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return False  # EOF between requests is how keep-alive connections end
-        except asyncio.LimitOverrunError:
-            raise _BadRequest(431, "request head too large") from None
-        method, target, version, headers = _parse_head(head)
-        length = headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            raise _BadRequest(400, "bad Content-Length")
-        # Tracking calls are GETs, but a body must be consumed to keep requests framed.
-        body = await reader.readexactly(int(length)) if length != "0" else b""
-        connection = headers.get("connection", "").lower()
-        keep_alive = version == "HTTP/1.1" and "close" not in connection
-
-        path, _, query = target.partition("?")
-        if path.startswith(CONTROL_PREFIX):
-            status, text = self._control(method, path, body)
-            writer.write(_response(status, text, keep_alive=keep_alive))
-        else:
-            outcome, rule, delay_ms = self._track(method, path, query, headers)
-            if delay_ms > 0:
-                await asyncio.sleep(delay_ms / 1000.0)
-            if outcome is None or writer.is_closing():
-                return False  # injected drop: close without sending a single byte
-            ok = 200 <= outcome < 300
-            text = SUCCESS_BODY if ok else _error(f"injected {outcome}")
-            if rule is not None and rule.body is not None:
-                text = rule.body
-            retry_after = rule.retry_after if rule is not None and not ok else None
-            writer.write(
-                _response(outcome, text, keep_alive=keep_alive, retry_after=retry_after)
-            )
-        await writer.drain()
-        return keep_alive
-
-    def _track(
-        self, method: str, path: str, query: str, headers: dict[str, str]
-    ) -> tuple[int | None, Rule | None, float]:
-        """Record a tracking request and decide its (status or drop, rule, delay)."""
-        # dict() keeps the last value when a key repeats.
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        with self._cond:
-            key = (path, query)
-            attempt = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempt
+            attempt = self._attempts.get((path, query), 0) + 1
+            self._attempts[(path, query)] = attempt
             rule = next((r for r in self._rules if r.matches(path, params)), None)
             status = rule.outcome(attempt) if rule is not None else 200
             delay_ms = self._delay_ms + (rule.delay_ms if rule is not None else 0.0)
             record = {
-                "method": method,
+                "method": request.method,
                 "path": path,
                 "params": params,
                 "query": query,
-                "headers": headers,
+                "headers": {name.lower(): value for name, value in request.headers.items()},
                 "received_at": time.time(),
                 "status": status,  # None means the connection was dropped
                 "attempt": attempt,
@@ -398,30 +311,42 @@ class StandIn:
             self._cond.notify_all()
         if log.isEnabledFor(logging.INFO):
             target = f"{path}?{query}" if self.show_pii else redacted_url(path, params.items())
-            log.info("%s %s -> %s (#%d)", method, target, status or "drop", attempt)
-        return status, rule, delay_ms
+            log.info("%s %s -> %s (#%d)", request.method, target, status or "drop", attempt)
 
-    def _control(self, method: str, path: str, body: bytes) -> tuple[int, str]:
-        """Serve the ``/_control`` API used by out-of-process tests and demos."""
-        route = path[len(CONTROL_PREFIX) :].rstrip("/")
-        if (method, route) == ("GET", "/requests"):
-            return 200, json.dumps(self.requests)
-        if (method, route) == ("GET", "/stats"):
-            return 200, json.dumps(self.stats())
-        if (method, route) == ("POST", "/reset"):
-            self.reset()
-            return 200, SUCCESS_BODY
-        if (method, route) == ("GET", "/rules"):
-            with self._cond:
-                current = [dataclasses.asdict(rule) for rule in self._rules]
-                return 200, json.dumps({"rules": current, "delay_ms": self._delay_ms})
-        if (method, route) == ("PUT", "/rules"):
-            try:
-                rules, delay_ms = parse_rules_payload(json.loads(body or b"{}"))
-            except (ValueError, TypeError, AttributeError) as exc:
-                return 400, _error(f"bad rules payload: {exc}")
-            self.set_rules(rules, delay_ms)
-            return 200, SUCCESS_BODY
-        if route in ("/requests", "/stats", "/reset", "/rules"):
-            return 405, _error(f"method {method} not allowed on {path}")
-        return 404, _error(f"unknown control endpoint {path}")
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000.0)
+        if status is None:
+            # Injected drop: close without a byte; aiohttp then finds the transport closed and
+            # skips this response, so the client sees the connection end unanswered.
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        ok = 200 <= status < 300
+        body = SUCCESS_BODY if ok else json.dumps({"success": False, "error": f"injected {status}"})
+        if rule is not None and rule.body is not None:
+            body = rule.body
+        return _reply(status, body, rule.retry_after if rule is not None and not ok else None)
+
+    async def _get_requests(self, _: web.Request) -> web.Response:
+        return web.json_response(self.requests)
+
+    async def _get_stats(self, _: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _reset(self, _: web.Request) -> web.Response:
+        self.reset()
+        return _reply(200, SUCCESS_BODY)
+
+    async def _get_rules(self, _: web.Request) -> web.Response:
+        with self._cond:
+            return web.json_response(
+                {"rules": [dataclasses.asdict(rule) for rule in self._rules], "delay_ms": self._delay_ms}
+            )
+
+    async def _put_rules(self, request: web.Request) -> web.Response:
+        try:
+            rules, delay_ms = parse_rules_payload(json.loads(await request.read() or b"{}"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"success": False, "error": f"bad rules payload: {exc}"}, status=400)
+        self.set_rules(rules, delay_ms)
+        return _reply(200, SUCCESS_BODY)
