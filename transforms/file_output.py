@@ -33,6 +33,42 @@ def file_prefix(path: str, default_name: str, run_id: str = "") -> str:
     return f"{path}-{run_id}" if run_id else path
 
 
+# Dead letters and dry-run requests carry emails, IPs and cookies (docs/behaviour.md#privacy).
+OWNER_ONLY_UMASK = 0o077
+
+
+def owner_only_files() -> None:
+    """Make this process create files readable by their owner only, keeping any stricter umask bits.
+
+    The launcher sets this for local runners; a worker in another process (a portable runner's
+    SDK worker pool, Dataflow) has its own umask, so the writing steps set it there too.
+    """
+    current = os.umask(OWNER_ONLY_UMASK)  # never looser than 0o077 in between
+    if current | OWNER_ONLY_UMASK != OWNER_ONLY_UMASK:
+        os.umask(current | OWNER_ONLY_UMASK)
+
+
+class _ToLineFn(beam.DoFn):
+    """Each record as its JSON line, in a worker that creates owner-only files."""
+
+    def __init__(self, to_line: Callable[[Any], str]) -> None:
+        self.to_line = to_line
+
+    def setup(self) -> None:
+        # Batch files are written in this step's fused stage, so in this process.
+        owner_only_files()
+
+    def process(self, record: Any) -> Any:
+        yield self.to_line(record)
+
+
+def _owner_only_text_sink(destination: Any) -> fileio.TextSink:
+    # Streaming files are written after a shuffle, maybe in another process: Beam asks for the
+    # sink just before it creates each file.
+    owner_only_files()
+    return fileio.TextSink()
+
+
 def _stamp_now(element: Any) -> window.TimestampedValue:
     # Windows of failure time, not event time: a backfill's old events are not late data.
     return window.TimestampedValue(element, time.time())
@@ -49,8 +85,8 @@ class WriteJsonLines(beam.PTransform):
     ``<prefix>-<run id>-<window start>-<window end>-...jsonl``, written when the window closes.
     The run id keeps every run's files apart: a run never replaces another run's output.
 
-    These files carry emails, IPs and cookies (they must, to be replayable): the launcher sets
-    the process umask so they are created readable by their owner only (docs/behaviour.md#privacy).
+    These files carry emails, IPs and cookies (they must, to be replayable): they are created
+    readable by their owner only, in whichever process writes them (docs/behaviour.md#privacy).
     """
 
     def __init__(
@@ -67,7 +103,7 @@ class WriteJsonLines(beam.PTransform):
         self.to_line = to_line
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.PDone:
-        lines = records | "ToJson" >> beam.Map(self.to_line)
+        lines = records | "ToJson" >> beam.ParDo(_ToLineFn(self.to_line))
         if self.window_seconds is None:
             return lines | "WriteFiles" >> beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl",
                                                                skip_if_empty=True)
@@ -80,5 +116,6 @@ class WriteJsonLines(beam.PTransform):
                 path=directory or ".",
                 file_naming=fileio.default_file_naming(prefix=name, suffix=".jsonl"),
                 shards=1,
+                sink=_owner_only_text_sink,
             )
         )
