@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.runners.runner import PipelineState
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline import progress
 from pipeline.config import ConfigError
@@ -22,12 +22,14 @@ from pipeline.graph import build_pipeline
 from pipeline.options import (
     JobSettings,
     OptionsError,
+    check_dataflow_outputs,
     check_pubsub_access,
     check_runner,
     check_runner_config_flags,
     expand_input,
     expand_runner_config,
     help_parser,
+    is_dataflow,
     normalize_streaming,
     resolve_settings,
     runner_config_path,
@@ -65,6 +67,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
     if job.source_kind == "files":
         job = dataclasses.replace(job, source=expand_input(job.source))
     check_pubsub_access(options, job)
+    check_dataflow_outputs(options, job)
     return options, job
 
 
@@ -105,6 +108,8 @@ def run(argv: Sequence[str]) -> int:
         clear_counts(job.report)  # a previous run's report counts must not add to this one's
     pipeline = build_pipeline(beam.Pipeline(options=options), job)
     result = pipeline.run()
+    if is_dataflow(options):
+        return report_submitted(result, options, job)
     if job.streaming:
         return follow_streaming_job(result, options, job, started)
     result.wait_until_finish()
@@ -122,15 +127,27 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
+def report_submitted(result: PipelineResult, options: PipelineOptions, job: JobSettings) -> int:
+    """Dataflow: print the job's id and console page, and return without waiting.
+
+    A Flex Template launcher that waits for its job fails ("Timeout in polling result file"), and
+    a batch backfill may run for hours: the counts are the job's counters in the console.
+    """
+    kind = "streaming" if job.streaming else "batch"
+    job_id = result.job_id() if hasattr(result, "job_id") else None
+    if not job_id:  # Beam's --dry_run: the job was built, not submitted
+        print(f"{kind} job for Dataflow built but not submitted (dry run); run {job.run_id}")
+        return 0
+    cloud = options.view_as(GoogleCloudOptions)
+    print(f"{kind} job submitted to Dataflow: {job_id} (run {job.run_id})")
+    print(f"console: https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}?project={cloud.project}")
+    return 0
+
+
 def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, started: float) -> int:  # type: ignore[no-untyped-def]
     """Log progress until the job ends; SIGINT/SIGTERM cancel it and print the counts so far.
 
-    On Dataflow the launcher returns at once (a Flex Template launcher must not block): the
-    counters are in the job's console.
     """
-    if "Dataflow" in str(options.view_as(StandardOptions).runner):
-        print(f"streaming job submitted: {getattr(result, 'job_id', lambda: '?')()}")
-        return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -305,7 +305,8 @@ def take_dry_run(argv: Sequence[str]) -> list[str]:
     """Rewrite the ``--dry_run PATH`` alias as ``--dry_run_output=PATH`` before Beam parses.
 
     Beam's own TestOptions declares ``--dry_run`` (it stops Dataflow from submitting the job), so
-    the alias must never reach Beam.
+    the alias must never reach Beam; ``--dry_run=true`` / ``--dry_run=false`` (no path) stay Beam's:
+    they build a Dataflow job without submitting it.
     """
     rest: list[str] = []
     args = list(argv)
@@ -318,6 +319,8 @@ def take_dry_run(argv: Sequence[str]) -> list[str]:
             i += 1
         elif arg.startswith(DRY_RUN_ALIAS + "="):
             path = arg.split("=", 1)[1]
+            if path.lower() in ("true", "false"):
+                path = None  # Beam's TestOptions.dry_run
         if path is None:
             rest.append(arg)
         elif not path:
@@ -695,17 +698,53 @@ def check_pubsub_access(options: PipelineOptions, job: JobSettings) -> None:
 def worker_processes(options: PipelineOptions) -> int:
     """How many worker processes share the job's rate limit, each with its own token bucket.
 
-    The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes. On Dataflow
-    it is the workers the job may have (``--max_num_workers``, else ``--num_workers``): one SDK
-    process each, which is right for one-vCPU machines; with N vCPUs per worker give
-    ``--rate_limit_processes`` = workers × N, or use an Envoy RLS for one exact global limit.
+    The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes. Dataflow runs
+    one SDK process per vCPU of each worker (Runner v2), so it is the workers the job may have
+    (``--max_num_workers``, else ``--num_workers``) times the vCPUs of ``--machine_type``. For one
+    exact global limit, use an Envoy Rate Limit Service (``--rate_limiter_address``).
     """
     from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
 
     direct = options.view_as(DirectOptions)
     if direct.direct_running_mode == "multi_processing":
         return max(1, int(direct.direct_num_workers or os.cpu_count() or 1))
-    if "Dataflow" in str(options.view_as(StandardOptions).runner):
+    if is_dataflow(options):
         workers = options.view_as(WorkerOptions)
-        return max(1, int(workers.max_num_workers or workers.num_workers or 1))
+        streaming = bool(options.view_as(StandardOptions).streaming)
+        return max(1, int(workers.max_num_workers or workers.num_workers or 1)) * vcpus_per_worker(
+            workers.machine_type, streaming)
     return 1
+
+
+# Dataflow's default machine types: n1-standard-1 for batch, n1-standard-2 for streaming.
+DATAFLOW_DEFAULT_VCPUS = {False: 1, True: 2}
+
+
+def vcpus_per_worker(machine_type: str | None, streaming: bool) -> int:
+    """vCPUs of a Compute Engine machine type: ``n1-standard-4`` → 4, ``custom-8-30720`` → 8."""
+    if not machine_type:
+        return DATAFLOW_DEFAULT_VCPUS[streaming]
+    # The first all-digit part is the vCPU count: n2-custom-4-8192, c3-standard-4-lssd, e2-highmem-16.
+    digits = [part for part in machine_type.rsplit("/", 1)[-1].split("-") if part.isdigit()]
+    return max(1, int(digits[0])) if digits else DATAFLOW_DEFAULT_VCPUS[streaming]
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    """True when the job runs on Dataflow: the launcher then submits it and returns."""
+    return "Dataflow" in str(options.view_as(StandardOptions).runner or "")
+
+
+def check_dataflow_outputs(options: PipelineOptions, job: JobSettings) -> None:
+    """On Dataflow, refuse outputs that would land on a worker's disk and vanish, or never be written."""
+    if not is_dataflow(options):
+        return
+    if not (job.dead_letter.startswith("gs://") or job.dead_letter.startswith("projects/")):
+        raise OptionsError(f"--dead_letter {job.dead_letter} is a local path, which on Dataflow is a worker's disk: "
+                           "give a gs:// folder (or, streaming, a Pub/Sub topic)")
+    if job.dry_run and not job.dry_run.startswith("gs://"):
+        raise OptionsError(f"--dry_run_output {job.dry_run} is a local path, which on Dataflow is a worker's disk: "
+                           "give a gs:// folder")
+    for option, value in (("--summary", job.summary), ("--report", job.report)):
+        if value:
+            raise OptionsError(f"{option} is written when a local job ends; on Dataflow the launcher returns once "
+                               "the job is submitted: read the job's counters in the Dataflow console")

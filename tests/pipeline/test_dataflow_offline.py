@@ -1,0 +1,175 @@
+"""The job on Dataflow, proved offline: Beam's own Dataflow translation, without contacting Google.
+
+Beam's ``--dry_run=true`` (TestOptions) with ``--no_auth`` makes the DataflowRunner build the job
+and return before it creates an API client. Any request that still tried to leave the machine would
+go to a proxy on 127.0.0.1 that refuses it (``offline`` below), so nothing reaches a remote host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.dataflow.internal import apiclient
+from apache_beam.runners.portability.stager import Stager
+
+from pipeline.graph import build_pipeline
+from pipeline.launcher import parse_command_line, report_submitted
+from pipeline.options import OptionsError, vcpus_per_worker
+from tests.conftest import ROOT, subprocess_env
+
+IMAGE = "europe-docker.pkg.dev/my-project/woopra/pipeline:1"
+DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
+            "--temp_location", "gs://my-bucket/tmp", "--no_auth", "--dry_run=true", "--sdk_location", "container",
+            "--sdk_container_image", IMAGE, "--woopra_project", "example.com"]
+BATCH = [*DATAFLOW, "--input", "gs://my-bucket/events/*.jsonl", "--dead_letter", "gs://my-bucket/dead/"]
+STREAMING = [*DATAFLOW, "--streaming", "--input_subscription", "projects/my-project/subscriptions/events",
+             "--dead_letter", "projects/my-project/topics/dead-letters"]
+STEPS = ("Read", "Parse", "Consent", "Identity", "MapToWoopra", "Deliver", "CollectDeadLetters", "DeadLetter")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Any HTTP(S) or gRPC request to a remote host goes to a refusing proxy on loopback."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "grpc_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+def translated(argv: list[str]):  # type: ignore[no-untyped-def]
+    """The job as Beam's DataflowRunner builds it, not submitted: (options, apiclient.Job)."""
+    options, job = parse_command_line(argv)
+    result = build_pipeline(beam.Pipeline(options=options), job).run()
+    return options, result.job
+
+
+def description(options, dataflow_job) -> dict:  # type: ignore[no-untyped-def]
+    """The full job description Dataflow would receive (what Beam's client sends, less the staging)."""
+    environment = apiclient.Environment(
+        packages=[], options=options, environment_version="0",
+        proto_pipeline_staged_url="gs://my-bucket/staging/pipeline.pb", proto_pipeline=dataflow_job.proto_pipeline)
+    dataflow_job.proto.environment = environment.proto
+    return json.loads(dataflow_job.json())
+
+
+def top_level_steps(dataflow_job) -> set[str]:  # type: ignore[no-untyped-def]
+    """The names of the graph's own steps in the translated pipeline."""
+    components = dataflow_job.proto_pipeline.components
+    roots = dataflow_job.proto_pipeline.root_transform_ids
+    names = set()
+    for root in roots:
+        for child in components.transforms[root].subtransforms:
+            names.add(components.transforms[child].unique_name)
+    return names
+
+
+def container_images(dataflow_job) -> set[str]:  # type: ignore[no-untyped-def]
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    images = set()
+    for environment in dataflow_job.proto_pipeline.components.environments.values():
+        payload = beam_runner_api_pb2.DockerPayload.FromString(environment.payload)
+        images.add(payload.container_image)
+    return images
+
+
+@pytest.mark.parametrize("argv, job_type", [(BATCH, "JOB_TYPE_BATCH"), (STREAMING, "JOB_TYPE_STREAMING")])
+def test_the_job_translates_for_dataflow_offline(argv, job_type):
+    options, dataflow_job = translated(argv)
+    assert dataflow_job.proto.type.name == job_type
+    assert set(STEPS) <= top_level_steps(dataflow_job)
+    assert container_images(dataflow_job) == {IMAGE}
+    # One SDK process per vCPU: what the rate share counts on (pipeline/options.py, worker_processes).
+    experiments = set(description(options, dataflow_job)["environment"]["experiments"])
+    assert "use_multiple_sdk_containers" in experiments, experiments
+
+
+def test_the_full_job_description_and_the_staged_package(tmp_path):
+    """The description Dataflow would receive, and the package its workers would install."""
+    argv = [*BATCH, "--setup_file", str(ROOT / "setup.py"), "--staging_location", str(tmp_path / "staging")]
+    options, dataflow_job = translated(argv)
+    job = description(options, dataflow_job)
+    assert job["type"] == "JOB_TYPE_BATCH"
+    pool = job["environment"]["workerPools"][0]
+    assert [image["containerImage"] for image in pool["sdkHarnessContainerImages"]] == [IMAGE]
+    assert job["environment"]["sdkPipelineOptions"]["options"]["woopra_project"] == "example.com"
+
+    # Beam's own stager builds the package from setup.py, as a real submission would.
+    resources = Stager.create_job_resources(PipelineOptions(["--setup_file", str(ROOT / "setup.py")]),
+                                            str(tmp_path), log_submission_env_dependencies=False)
+    assert len(resources) == 1
+    package = next(tmp_path.glob("*.tar.gz"))
+    with tarfile.open(package) as archive:
+        modules = {Path(*Path(name).parts[1:]).as_posix() for name in archive.getnames() if name.endswith(".py")}
+        names = archive.getnames()
+    worker_modules = {path.relative_to(ROOT).as_posix() for folder in ("pipeline", "transforms")
+                      for path in (ROOT / folder).rglob("*.py")}
+    assert worker_modules <= modules, sorted(worker_modules - modules)
+    assert any(name.endswith("pipeline/tools/report.html") for name in names)
+    assert not [m for m in modules if m.startswith(("tests/", "benchmarks/", "scripts/", "templates/"))]
+
+
+def test_the_launcher_returns_at_once_on_dataflow():
+    """A Flex Template launcher must not wait for its job: batch and streaming both return."""
+    for argv, kind in ((BATCH, "batch"), (STREAMING, "streaming")):
+        done = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120, env=dict(subprocess_env(), HTTPS_PROXY="http://127.0.0.1:9",
+                                                    HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost",
+                                                    NO_GCE_CHECK="True"))
+        assert done.returncode == 0, done.stderr
+        assert f"{kind} job for Dataflow built but not submitted (dry run)" in done.stdout
+
+
+def test_a_submitted_job_prints_its_id_and_console_page(capsys):
+    class Submitted:
+        def job_id(self) -> str:
+            return "2026-12-01_01_02_03-123"
+
+    options, job = parse_command_line(BATCH)
+    assert report_submitted(Submitted(), options, job) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "batch job submitted to Dataflow: 2026-12-01_01_02_03-123" in out
+    assert ("https://console.cloud.google.com/dataflow/jobs/europe-west1/2026-12-01_01_02_03-123"
+            "?project=my-project") in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dead_letter", "dead_letter/"], "--dead_letter dead_letter/ is a local path"),
+    (["--dry_run_output", "out/requests/"], "--dry_run_output out/requests/ is a local path"),
+    (["--summary", "gs://my-bucket/summary.json"], "--summary is written when a local job ends"),
+    (["--report", "report.html"], "--report is written when a local job ends"),
+])
+def test_local_outputs_are_refused_on_dataflow(extra, message):
+    with pytest.raises(OptionsError, match=message):
+        parse_command_line([*BATCH, *extra])
+
+
+def test_the_default_dead_letter_folder_is_refused_on_dataflow():
+    argv = [a for a in BATCH if a not in ("--dead_letter", "gs://my-bucket/dead/")]
+    with pytest.raises(OptionsError, match="is a local path"):
+        parse_command_line(argv)
+
+
+@pytest.mark.parametrize("machine_type, streaming, vcpus", [
+    (None, False, 1), (None, True, 2), ("n1-standard-4", False, 4), ("e2-highmem-16", True, 16),
+    ("custom-8-30720", False, 8), ("n2-custom-4-8192", False, 4), ("c3-standard-4-lssd", False, 4),
+    ("zones/europe-west1-b/machineTypes/n2-standard-8", False, 8),
+])
+def test_vcpus_per_worker(machine_type, streaming, vcpus):
+    assert vcpus_per_worker(machine_type, streaming) == vcpus
+
+
+def test_the_rate_is_shared_by_every_sdk_process_on_dataflow():
+    """Dataflow runs one SDK process per vCPU: 3 workers of 4 vCPUs share --rate_limit 120 as 12 x 10/s."""
+    options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--max_num_workers", "3",
+                                       "--machine_type", "n2-standard-4"])
+    assert job.delivery.rate_limit == 10
+    assert os.environ.get("NO_GCE_CHECK") == "True"
