@@ -49,7 +49,7 @@ def test_a_batch_job_reads_and_writes_gs_and_the_tools_read_its_dead_letters_fro
     done = run_module(gcs, cwd, "pipeline", "--runner_config", "gs://bucket/in/local.yaml",
                       "--input", "gs://bucket/in/events.jsonl", "--config", "gs://bucket/in/mapping.yaml",
                       "--woopra_endpoint", standin.url, "--dead_letter", "gs://bucket/run1/dead/",
-                      "--summary", "gs://bucket/run1/summary.json")
+                      "--summary", "gs://bucket/run1/summary.json", "--report", "gs://bucket/run1/report.html")
     assert done.returncode == 0, done.stderr
 
     summary = json.loads(gcs.download("run1/summary.json"))
@@ -64,6 +64,9 @@ def test_a_batch_job_reads_and_writes_gs_and_the_tools_read_its_dead_letters_fro
     assert dead_files == [f"run1/dead/dead_letters-{summary['run_id']}-00000-of-00001.jsonl"]
     dead = jsonl(gcs.download(dead_files[0]))
     assert len(dead) == SAMPLE_INVALID and {record["reason"] for record in dead} <= {"invalid_json", "invalid_event"}
+    page = gcs.download("run1/report.html").decode("utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "input <code>gs://bucket/in/events.jsonl</code>" in page
+    assert "UTC: 1 delivered, 0 dead-lettered" in page  # the chart's bars, from counts the job wrote to gs://
     assert list(cwd.iterdir()) == []  # no dead_letter/ folder, no summary: the runner config's local default lost
 
     tool = run_module(gcs, cwd, "pipeline.dead_letters", "summarize", "gs://bucket/run1/dead/", "--json")
