@@ -60,7 +60,9 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
     config_path = runner_config_path(command_line)
     if config_path:
         check_runner_config_flags(config_path)
-    flags = with_default_runner(normalize_streaming(take_dry_run(expand_runner_config(command_line))))
+    # The runner config's flags go first and the command line's after, so the command line wins
+    # (normalize_streaming keeps the last --streaming[=true|false]).
+    flags = with_default_runner(normalize_streaming(take_dry_run(expand_runner_config(take_dry_run(argv)))))
     check_runner(flags)
     options = PipelineOptions(flags)
     job = resolve_settings(options)

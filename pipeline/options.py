@@ -332,8 +332,10 @@ def take_dry_run(argv: Sequence[str]) -> list[str]:
 
 
 def normalize_streaming(argv: Sequence[str]) -> list[str]:
-    """Accept ``--streaming=true|false`` and ``--streaming true|false``: Beam's flag takes no value."""
+    """Accept ``--streaming=true|false`` and ``--streaming true|false`` (Beam's flag takes no value);
+    the last one given wins, so the command line overrides a runner config's ``streaming``."""
     rest: list[str] = []
+    streaming: bool | None = None
     args = list(argv)
     i = 0
     while i < len(args):
@@ -341,17 +343,19 @@ def normalize_streaming(argv: Sequence[str]) -> list[str]:
         value: str | None = None
         if arg.startswith("--streaming="):
             value = arg.split("=", 1)[1]
-        elif arg == "--streaming" and i + 1 < len(args) and args[i + 1].lower() in ("true", "false"):
-            value = args[i + 1]
-            i += 1
+        elif arg == "--streaming":
+            value = "true"
+            if i + 1 < len(args) and args[i + 1].lower() in ("true", "false"):
+                value = args[i + 1]
+                i += 1
         if value is None:
             rest.append(arg)
-        elif value.lower() == "true":
-            rest.append("--streaming")
-        elif value.lower() != "false":
+        elif value.lower() in ("true", "false"):
+            streaming = value.lower() == "true"
+        else:
             raise OptionsError(f"--streaming takes no value, or true or false; got {value!r}")
         i += 1
-    return rest
+    return rest + ["--streaming"] if streaming else rest
 
 
 def unknown_flags(argv: Sequence[str]) -> list[str]:

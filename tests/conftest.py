@@ -10,6 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# No test may reach Google's metadata server (a link-local address, not loopback): google-auth
+# would probe it when it looks for credentials. Set before google-auth is imported, and inherited
+# by every `python -m pipeline` a test starts.
+os.environ["NO_GCE_CHECK"] = "true"
+os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 if str(ROOT) not in sys.path:

@@ -98,6 +98,11 @@ def clear_counts(report_path: str) -> None:
     """Remove the counts of a previous or finished run (they are only an intermediate)."""
     from apache_beam.io.filesystems import FileSystems
 
+    # In Cloud Storage a folder is only a prefix of its files' names: delete the files themselves.
+    shards = [metadata.path for match in FileSystems.match([counts_prefix(report_path) + "*"])
+              for metadata in match.metadata_list]
+    if shards:
+        FileSystems.delete(shards)
     directory = counts_directory(report_path)
     if FileSystems.exists(directory):
         FileSystems.delete([directory])

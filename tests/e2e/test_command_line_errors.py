@@ -175,7 +175,7 @@ def test_streaming_without_emulator_or_credentials_fails_fast(tmp_path):
     env.pop("PUBSUB_EMULATOR_HOST", None)
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     # No gcloud config, and no probe of a GCE metadata server: nothing leaves this machine.
-    env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="True")
+    env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="true")
     args = ["--input_subscription", "projects/my-project/subscriptions/events", "--streaming",
             "--woopra_project", "p", "--dead_letter", f"{tmp_path}/dead/"]
     line = one_error_line(run_job(*args, env=env, timeout=60))

@@ -41,7 +41,7 @@ def offline(monkeypatch):
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "grpc_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
 
 
 def translated(argv: list[str]):  # type: ignore[no-untyped-def]
@@ -123,7 +123,7 @@ def test_the_launcher_returns_at_once_on_dataflow():
         done = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, capture_output=True, text=True,
                               timeout=120, env=dict(subprocess_env(), HTTPS_PROXY="http://127.0.0.1:9",
                                                     HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost",
-                                                    NO_GCE_CHECK="True"))
+                                                    NO_GCE_CHECK="true"))
         assert done.returncode == 0, done.stderr
         assert f"{kind} job for Dataflow built but not submitted (dry run)" in done.stdout
 
@@ -172,4 +172,4 @@ def test_the_rate_is_shared_by_every_sdk_process_on_dataflow():
     options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--max_num_workers", "3",
                                        "--machine_type", "n2-standard-4"])
     assert job.delivery.rate_limit == 10
-    assert os.environ.get("NO_GCE_CHECK") == "True"
+    assert os.environ.get("NO_GCE_CHECK") == "true"
