@@ -47,7 +47,7 @@ pip_log="$(mktemp)"
   || { cat "$pip_log" >&2; die "pip install -e '.[test]' failed"; }
 rm -f "$pip_log"
 
-lint_paths=(pipeline transforms woopra_standin tests)
+lint_paths=(pipeline transforms woopra_standin tests templates scripts)
 [[ -d benchmarks ]] && lint_paths+=(benchmarks)
 "$PY" -m ruff check "${lint_paths[@]}"
 "$PY" -m mypy pipeline transforms
