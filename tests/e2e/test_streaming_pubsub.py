@@ -14,19 +14,12 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLES, subprocess_env
 from tests.e2e.test_end_to_end import SAMPLE_DELIVERABLE, SEED_PURCHASE, read_jsonl, run_pipeline
+from tests.support.streaming_run import wait_until
 
 pytestmark = pytest.mark.pubsub
 PROJECT = "woopra-test"
 
 
-def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
 
 
 @pytest.fixture

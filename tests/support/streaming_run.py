@@ -44,7 +44,8 @@ class StreamingRun:
         return sorted(p for p in self.dead_letter_dir.glob("*.jsonl") if p.is_file())
 
 
-def _wait_until(condition, timeout: float, step: float = 0.25) -> bool:
+def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -84,7 +85,7 @@ def run_sample_streaming(workdir: Path, emulator_host: str, extra_args: tuple[st
              "--dead_letter_window_seconds", "1", "--progress_interval_seconds", "1", *extra_args],
             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_until(lambda: len(standin.requests) >= SAMPLE_DELIVERABLE or job.poll() is not None, 120)
+            wait_until(lambda: len(standin.requests) >= SAMPLE_DELIVERABLE or job.poll() is not None, 120)
             deadline = time.monotonic() + 40
             while _dead_letter_count(dead_dir) < SAMPLE_DEAD_LETTERS and job.poll() is None \
                     and time.monotonic() < deadline:
