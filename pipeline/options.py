@@ -583,6 +583,7 @@ def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: s
         raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
     return DeliverySettings(
         rate_limit=number_option(opts, "rate_limit") / processes,
+        spread_over_workers=processes > 1 or is_dataflow(options),
         separate_process=_on_off("delivery_process", opts.delivery_process),
         rate_limiter_address=address,
         rate_limiter_domain=opts.rate_limiter_domain or "woopra",

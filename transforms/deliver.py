@@ -152,10 +152,11 @@ class DeliverToWoopra(beam.PTransform):
 
     def expand(self, requests: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if not self.dry_run_path:
-            if requests.is_bounded:
+            if requests.is_bounded and self.settings.spread_over_workers:
                 # Each worker process sends at its share of the job's rate (pipeline/options.py,
                 # worker_processes), which only adds up to the job's rate if every process gets
-                # requests: a batch stage fed by one file otherwise runs in one process.
+                # requests: a batch stage fed by one file otherwise runs in one process. One local
+                # process gains nothing from it and would hold every request in the shuffle.
                 requests = requests | "SpreadOverWorkers" >> beam.Reshuffle()
             return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings)).with_outputs(
                 DEAD_LETTERS, main="delivered")

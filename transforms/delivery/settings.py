@@ -24,6 +24,9 @@ class DeliverySettings:
     project: str = ""  # the Envoy descriptor's value
     # Send from a child process, on a core of its own (see transforms/delivery/process.py).
     separate_process: bool = True
+    # Batch with several worker processes (or on Dataflow): reshuffle the requests before sending,
+    # so that every process gets its share of them (transforms/deliver.py).
+    spread_over_workers: bool = False
 
     def limiter(self) -> RateLimiter:
         """This process's limiter: Envoy's global one when configured, else a token bucket."""
