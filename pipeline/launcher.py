@@ -165,7 +165,7 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
         write_summary(summary, job.summary)
     cancelled.join(timeout=CANCEL_WAIT_SECONDS)
     if cancelled.is_alive():
-        # The DirectRunner's cancel waits for its Pub/Sub pulls and worker threads (about 25 s),
+        # The DirectRunner's cancel waits for its Pub/Sub pulls and worker threads (tens of seconds),
         # and its non-daemon threads would hold the process that long again at exit. The counts
         # are printed and the files written per window are closed, so leave without waiting.
         log.info("stopped; not waiting for the runner's threads to wind down")

@@ -1,11 +1,10 @@
 """The HTTP work of delivery in a child process, so it runs on a core of its own.
 
 In one Python process the pipeline's own work (parsing, identity, mapping, Beam's overhead)
-and the HTTP client's take turns on the GIL: measured here, delivery then costs about 0.45 ms
-of CPU per event on top of the pipeline, against 0.27 ms for the same requests from a client
-alone. ``DeliveryProcess`` moves the client (``WoopraSender``: rate limit, retries, keep-alive)
-into a child process and talks to it through a pipe in batches, so a worker process with two
-cores delivers about twice as fast (see BENCHMARKS.md).
+and the HTTP client's take turns on the GIL, and delivery costs more CPU per event than the same
+requests from a client alone. ``DeliveryProcess`` moves the client (``WoopraSender``: rate limit,
+retries, keep-alive) into a child process and talks to it through a pipe in batches, so a worker
+process with two cores delivers faster (the measurements: BENCHMARKS.md, benchmark 1).
 
 Same interface as ``WoopraSender`` (``submit``, ``send``, ``close``, ``pushback``).
 The child's rate limiter and Woopra's pushback (429s, the adaptive rate) live in the child: it

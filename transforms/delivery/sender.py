@@ -3,11 +3,11 @@
 No Beam here: the delivery DoFn shares one ``WoopraSender`` per worker process; tests and the
 debugger use it directly.
 
-Why aiohttp and not ``requests`` (the usual choice): a ``requests`` call costs about
-0.6 ms of CPU, mostly in pure Python, and concurrency needs one thread per request in flight,
-all contending for the GIL. One asyncio loop running aiohttp keeps ``max_in_flight`` requests
-open for about 0.1 ms of CPU each (see BENCHMARKS.md), so a worker's CPU goes to the pipeline,
-not to the HTTP client.
+Why aiohttp and not ``requests`` (the usual choice): a ``requests`` call costs several times the
+CPU, mostly in pure Python, and concurrency needs one thread per request in flight, all
+contending for the GIL. One asyncio loop running aiohttp keeps ``max_in_flight`` requests open
+for a fraction of that (BENCHMARKS.md), so a worker's CPU goes to the pipeline, not to the HTTP
+client.
 """
 
 from __future__ import annotations
