@@ -693,11 +693,17 @@ def check_pubsub_access(options: PipelineOptions, job: JobSettings) -> None:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
+    # google-auth warns about each way it tried; the one line below says what to do instead.
+    auth_log = logging.getLogger("google.auth")
+    level = auth_log.level
+    auth_log.setLevel(logging.ERROR)
     try:
         google.auth.default()
     except DefaultCredentialsError:
         raise OptionsError("Pub/Sub needs the emulator or Google credentials: "
                            f"{PUBSUB_CREDENTIALS_HELP}") from None
+    finally:
+        auth_log.setLevel(level)
 
 
 def worker_processes(options: PipelineOptions) -> int:
