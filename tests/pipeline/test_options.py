@@ -477,7 +477,10 @@ def test_report_is_for_batch_runs():
     (["--streaming=false", "--input", "a"], ["--input", "a"]),
     (["--streaming=True"], ["--streaming"]),
     (["--streaming", "FALSE", "--input", "a"], ["--input", "a"]),
-    (["--streaming", "--input", "a"], ["--streaming", "--input", "a"]),
+    (["--streaming", "--input", "a"], ["--input", "a", "--streaming"]),
+    # The last one wins: a runner config's flags come first, the command line's after.
+    (["--streaming", "--input", "a", "--streaming=false"], ["--input", "a"]),
+    (["--streaming=false", "--streaming"], ["--streaming"]),
 ])
 def test_normalize_streaming_accepts_true_and_false(argv, flags):
     assert normalize_streaming(argv) == flags
