@@ -19,11 +19,12 @@ from transforms.rules.woopra_mapping import (
     Skipped,
     WoopraRequest,
     WoopraSettings,
+    _property_parameter,
+    _trait_parameter,
     build_request,
     clean_header_value,
     fit_url,
     format_value,
-    prefixed,
 )
 
 ANON = "f47ac10b-58cc-4372-a567-0d02b2c3d479"
@@ -303,8 +304,11 @@ def test_trait_prefixing_and_lowercasing(key, expected):
         ("cex", "ce_", False, "ce_cex"),
     ],
 )
-def test_prefixed(key, prefix, lowercase, expected):
-    assert prefixed(key, prefix, lowercase) == expected
+def test_parameter_names(key, prefix, lowercase, expected):
+    """Traits (lower-cased, cv_) and properties (ce_) keep a Woopra prefix they already carry."""
+    name_of = _trait_parameter if prefix == "cv_" else _property_parameter
+    assert lowercase == (prefix == "cv_")
+    assert name_of(key, renames={}) == expected
 
 
 def test_property_and_trait_renames_apply_before_prefixing():

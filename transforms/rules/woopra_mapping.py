@@ -166,12 +166,6 @@ def format_value(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def prefixed(key: str, prefix: str, lowercase: bool = False) -> str:
-    """``prefix + key`` unless the key already carries one of Woopra's prefixes."""
-    name = key.lower() if lowercase else key
-    return name if name.startswith(WOOPRA_PREFIXES) or name.lower().startswith(WOOPRA_PREFIXES) else prefix + name
-
-
 def woopra_event_name(event: Event, settings: WoopraSettings) -> str | None:
     """The Woopra event name for a page/track call; None when an unmapped event is dropped."""
     if event.type == "page":
