@@ -4,7 +4,6 @@ real Pub/Sub emulator and the Woopra stand-in."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLES, subprocess_env
 from tests.e2e.test_end_to_end import SAMPLE_DELIVERABLE, SEED_PURCHASE, read_jsonl, run_pipeline
-from tests.support.streaming_run import wait_until
+from tests.support.streaming_run import stop_job, wait_until
 
 pytestmark = pytest.mark.pubsub
 PROJECT = "woopra-test"
@@ -127,12 +126,7 @@ def test_stream_from_pubsub_matches_the_batch_path(tmp_path, standin, pubsub, pu
         assert {k: purchase["params"][k] for k in SEED_PURCHASE} == SEED_PURCHASE
         elapsed = time.monotonic() - started
     finally:
-        job.send_signal(signal.SIGTERM)
-        try:
-            stdout, stderr = job.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            job.kill()
-            stdout, stderr = job.communicate()
+        stdout, stderr = stop_job(job)
     assert job.returncode == 0, stderr
     assert "progress: read=" in stderr
     summary = json.loads((tmp_path / "summary.json").read_text())

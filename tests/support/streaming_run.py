@@ -44,6 +44,17 @@ class StreamingRun:
         return sorted(p for p in self.dead_letter_dir.glob("*.jsonl") if p.is_file())
 
 
+def stop_job(job: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM a streaming job as a user's Ctrl-C would, and collect its output (killed after 60 s)."""
+    if job.poll() is None:
+        job.send_signal(signal.SIGTERM)
+    try:
+        return job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        return job.communicate()
+
+
 def wait_until(condition, timeout: float, step: float = 0.25) -> bool:
     """Poll ``condition`` until it is true or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
@@ -93,13 +104,7 @@ def run_sample_streaming(workdir: Path, emulator_host: str, extra_args: tuple[st
                 time.sleep(0.5)
             time.sleep(1.5)  # one more progress line, after the deliveries
         finally:
-            if job.poll() is None:
-                job.send_signal(signal.SIGTERM)
-            try:
-                stdout, stderr = job.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                job.kill()
-                stdout, stderr = job.communicate()
+            stdout, stderr = stop_job(job)
         return StreamingRun(stdout, stderr, job.returncode, dead_dir, standin.requests)
     finally:
         standin.stop()
