@@ -22,8 +22,10 @@ BALANCED = {
 
 def test_summary_keys_are_the_spec_keys():
     assert set(CONTRACT_KEYS) <= set(SUMMARY_KEYS)
-    # skipped_replay: dead letters a --replay_reasons replay leaves out (our addition, an outcome too).
-    assert set(OUTCOME_KEYS) == set(CONTRACT_OUTCOMES) | {"skipped_replay"}
+    # Our additions, outcomes too: skipped_replay (dead letters a --replay_reasons replay leaves out),
+    # and the backfill outcomes duplicate, skipped_ledger and out_of_range (docs/backfill.md).
+    assert set(OUTCOME_KEYS) == set(CONTRACT_OUTCOMES) | {
+        "skipped_replay", "duplicate", "skipped_ledger", "out_of_range"}
     assert "retried_requests" not in OUTCOME_KEYS and "read" not in OUTCOME_KEYS
 
 

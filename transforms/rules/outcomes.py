@@ -32,6 +32,9 @@ class Outcome(StrEnum):
     UNSUPPORTED = "unsupported"
     DROPPED_UNMAPPED = "dropped_unmapped"
     SKIPPED_REPLAY = "skipped_replay"
+    DUPLICATE = "duplicate"
+    SKIPPED_LEDGER = "skipped_ledger"
+    OUT_OF_RANGE = "out_of_range"
     DELIVERED_200 = "delivered_200"
     DELIVERED_202 = "delivered_202"
     REJECTED = "rejected"
@@ -62,6 +65,9 @@ _GROUPS = {
     Outcome.UNSUPPORTED: Group.FILTERED,
     Outcome.DROPPED_UNMAPPED: Group.FILTERED,
     Outcome.SKIPPED_REPLAY: Group.FILTERED,
+    Outcome.DUPLICATE: Group.FILTERED,
+    Outcome.SKIPPED_LEDGER: Group.FILTERED,
+    Outcome.OUT_OF_RANGE: Group.FILTERED,
     Outcome.DELIVERED_200: Group.SENT,
     Outcome.DELIVERED_202: Group.SENT,
     Outcome.REJECTED: Group.DEAD_LETTERED,
@@ -76,6 +82,9 @@ _MEANINGS = {
     Outcome.UNSUPPORTED: "counted, not sent",
     Outcome.DROPPED_UNMAPPED: "counted, not sent (config unmapped_events: drop)",
     Outcome.SKIPPED_REPLAY: "counted, not replayed",
+    Outcome.DUPLICATE: "another copy of this event (same id) is sent instead: counted, not sent",
+    Outcome.SKIPPED_LEDGER: "an earlier run settled this event (its id is in --ledger): counted, not sent",
+    Outcome.OUT_OF_RANGE: "its event time is outside --start/--end: counted, not sent",
     Outcome.DELIVERED_200: "Woopra processed it",
     Outcome.DELIVERED_202: "Woopra queued it (normal under load; not retried)",
     Outcome.REJECTED: "Woopra refused it: the job does not retry, it writes a dead letter (rejected)",
