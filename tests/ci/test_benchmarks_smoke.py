@@ -102,3 +102,18 @@ def test_bench_mapping_smoke() -> None:
     assert set(result["events_per_second"]) >= {"parse", "consent", "identity", "build_request", "whole_chain"}
     assert result["events"] == 1000
     assert_passed(result)
+
+
+def test_bench_streaming_smoke(pubsub_emulator) -> None:
+    # The benchmark uses the session's emulator (PUBSUB_EMULATOR_HOST); judged on accounting, not speed.
+    result = run_smoke("bench_streaming.py")
+    assert result["benchmark"] == "streaming"
+    assert_keys(result, "events", "visitors", "rounds", "reference_per_second", "job_per_second",
+                "reference_per_second_end_to_end", "job_per_second_end_to_end", "reference_cpu_seconds_per_1000_events",
+                "job_cpu_seconds_per_1000_events", "median_reference", "median_job", "ratio_job_to_reference",
+                "every_event_accounted")
+    assert result["events"] == 300 and result["visitors"] == 30 and result["rounds"] == 1
+    for key in ("reference_per_second", "job_per_second", "job_cpu_seconds_per_1000_events"):
+        assert len(result[key]) == 1 and result[key][0] > 0, (key, result)
+    assert result["every_event_accounted"] is True, result
+    assert_passed(result)
