@@ -37,7 +37,8 @@ from pipeline.options import (
     unknown_flags,
     with_default_runner,
 )
-from pipeline.summary import build_summary, counters_from_result, format_summary, write_summary
+from pipeline.plan import plan_for_job
+from pipeline.summary import DRY_RUN_KEY, build_summary, counters_from_result, format_summary, write_summary
 from pipeline.tools.report import clear_counts, write_run_report
 from transforms.counters import process_tally
 
@@ -109,15 +110,19 @@ def run(argv: Sequence[str]) -> int:
     if job.report:
         clear_counts(job.report)  # a previous run's report counts must not add to this one's
     pipeline = build_pipeline(beam.Pipeline(options=options), job)
-    result = pipeline.run()
     if is_dataflow(options):
-        return report_submitted(result, options, job)
+        return report_submitted(pipeline.run(), options, job)
     if job.streaming:
-        return follow_streaming_job(result, options, job, started)
-    result.wait_until_finish()
+        return follow_streaming_job(pipeline.run(), options, job, started)
+    # A local runner's run() may block until the end: progress is logged from a thread meanwhile.
+    with progress.batch_progress(options, job):
+        result = pipeline.run()
+        result.wait_until_finish()
     summary = build_summary(counters_from_result(result), bool(job.dry_run), time.monotonic() - started,
                             job.run_id)
     print(format_summary(summary))
+    if job.dry_run:
+        print(plan_for_job(summary[DRY_RUN_KEY], options, job))
     if job.summary:
         write_summary(summary, job.summary)
     if job.report:

@@ -1,25 +1,51 @@
-"""Streaming progress: a one-line report of the job's counters at a fixed interval."""
+"""Progress: a one-line report of the job's counters at a fixed interval, streaming and batch.
+
+A batch run on a local runner also shows the share of its input read and an ETA
+(docs/operations.md#progress-and-the-plan).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
+from pipeline.options import JobSettings
+from pipeline.plan import about
+from transforms.counters import process_tally
+from transforms.read_events import BYTES_READ, input_bytes
 from transforms.rules.outcomes import READ, RETRIED_REQUESTS, Group, Outcome
 
 log = logging.getLogger("pipeline.progress")
+
+# Outcomes of a backfill, shown beside the filtered total when they happened.
+BACKFILL_OUTCOMES = (Outcome.DUPLICATE, Outcome.SKIPPED_LEDGER, Outcome.OUT_OF_RANGE)
+# Runners that run the DoFns in this process, so its tally holds the job's counts.
+IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")
+RECENT_INTERVALS = 3  # the ETA's rate is measured over this many intervals
 
 
 def _keys(group: Group) -> tuple[str, ...]:
     return tuple(str(outcome) for outcome in Outcome if outcome.group is group)
 
 
+def settled(counts: Mapping[str, int]) -> int:
+    """Events that have reached their outcome (delivered, dead-lettered or filtered)."""
+    return sum(int(counts.get(str(outcome), 0)) for outcome in Outcome)
+
+
 def progress_line(counts: Mapping[str, int], previous: Mapping[str, int], seconds: float) -> str:
-    """``read=… delivered=… dead_lettered=… filtered=… retried=… | … read/s, … delivered/s``."""
+    """``read=… delivered=… dead_lettered=… filtered=… [duplicate=…] retried=… | … read/s, … delivered/s``.
+
+    ``duplicate``, ``skipped_ledger`` and ``out_of_range`` (part of ``filtered``) show when not zero.
+    """
 
     def total(group: Group, source: Mapping[str, int]) -> int:
         return sum(int(source.get(key, 0)) for key in _keys(group))
@@ -27,9 +53,71 @@ def progress_line(counts: Mapping[str, int], previous: Mapping[str, int], second
     read, delivered = int(counts.get(READ, 0)), total(Group.SENT, counts)
     read_rate = (read - int(previous.get(READ, 0))) / seconds if seconds > 0 else 0.0
     delivered_rate = (delivered - total(Group.SENT, previous)) / seconds if seconds > 0 else 0.0
+    backfill = "".join(f" {outcome}={counts[outcome]}" for outcome in BACKFILL_OUTCOMES if counts.get(outcome))
     return (f"progress: read={read} delivered={delivered} dead_lettered={total(Group.DEAD_LETTERED, counts)} "
-            f"filtered={total(Group.FILTERED, counts)} retried={int(counts.get(RETRIED_REQUESTS, 0))} "
+            f"filtered={total(Group.FILTERED, counts)}{backfill} retried={int(counts.get(RETRIED_REQUESTS, 0))} "
             f"| {read_rate:.1f} read/s, {delivered_rate:.1f} delivered/s")
+
+
+def size(n_bytes: float) -> str:
+    """Bytes as ``812 B``, ``3.4 KiB``, ``12.0 MiB``, ``1.5 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A batch run's counts at one moment (``at``: monotonic seconds)."""
+
+    at: float
+    read: int
+    settled: int
+    bytes_read: int
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int], at: float) -> Sample:
+        """The sample of ``counts`` taken at ``at``."""
+        return cls(at, int(counts.get(READ, 0)), settled(counts), int(counts.get(BYTES_READ, 0)))
+
+
+def eta_seconds(oldest: Sample, newest: Sample, total_bytes: int) -> float | None:
+    """Seconds until every event of the input has settled, or None while there is no telling.
+
+    The input's events are estimated from the share of its bytes read (``read / share``), and
+    the ones left are settled at the rate events settled between the two samples. Settled, not
+    read: when the events are read ahead of sending (a reshuffle before delivery), the bytes
+    are all read long before the end; when they are not, both rates are the same.
+    """
+    if total_bytes <= 0 or newest.bytes_read <= 0 or newest.at <= oldest.at:
+        return None
+    rate = (newest.settled - oldest.settled) / (newest.at - oldest.at)
+    expected = newest.read / min(1.0, newest.bytes_read / total_bytes)
+    left = max(0.0, expected - newest.settled)
+    if left == 0:
+        return 0.0
+    return left / rate if rate > 0 else None
+
+
+def input_part(bytes_read: int, total_bytes: int, eta: float | None) -> str:
+    """``input 42.1% of 12.0 MiB, ETA about 3 min`` (``ETA unknown`` before any rate)."""
+    share = 100.0 * min(bytes_read, total_bytes) / total_bytes if total_bytes > 0 else 0.0
+    return f"input {share:.1f}% of {size(total_bytes)}, ETA {about(eta) if eta is not None else 'unknown'}"
+
+
+def batch_progress_line(history: Sequence[Sample], counts: Mapping[str, int], previous: Mapping[str, int],
+                        total_bytes: int | None) -> str:
+    """The progress line with the share of the input read and the ETA when the input's size is known."""
+    newest, last = history[-1], history[-2] if len(history) > 1 else history[-1]
+    line = progress_line(counts, previous, newest.at - last.at)
+    if total_bytes is None:
+        return line
+    # The rate counts from the last moment nothing had settled yet: a batch job first reads its
+    # input for identity, and that wait says nothing about the sending rate.
+    oldest = next((sample for sample in reversed(history) if sample.settled == 0), history[0])
+    return f"{line} | {input_part(newest.bytes_read, total_bytes, eta_seconds(oldest, newest, total_bytes))}"
 
 
 def watch(
@@ -49,3 +137,67 @@ def watch(
     final = counts()
     log.info(progress_line(final, previous, time.monotonic() - last))
     return final
+
+
+def counts_in_this_process(options: PipelineOptions) -> bool:
+    """Whether the runner runs the job's DoFns in this process, so ``process_tally`` holds its counts.
+
+    Beam's local runners do, except in ``--direct_running_mode=multi_processing``, where the
+    counts are in the worker processes until the end; so are they on a job service or Prism.
+    """
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
+    if name not in IN_PROCESS_RUNNERS and name + "runner" not in IN_PROCESS_RUNNERS:
+        return False
+    return options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+
+
+def since(baseline: Mapping[str, int], counts: Mapping[str, int]) -> dict[str, int]:
+    """What was counted after ``baseline`` (a process may have run other pipelines before)."""
+    return {key: value - int(baseline.get(key, 0)) for key, value in counts.items()}
+
+
+def _total_bytes(patterns: str) -> int | None:
+    try:
+        return input_bytes(patterns)
+    except Exception as exc:  # noqa: BLE001 - progress is a help: go on without the share
+        log.info("progress: the input's size is unknown (%s: %s); no share or ETA", type(exc).__name__, exc)
+        return None
+
+
+def watch_batch(interval: float, stop: threading.Event, patterns: str,
+                counts: Callable[[], dict[str, int]] = process_tally) -> None:
+    """Log a batch run's progress every ``interval`` seconds until ``stop`` is set.
+
+    The input's size is measured here, in the background, so that matching a large bucket does
+    not hold up the job's start.
+    """
+    baseline = counts()
+    started = time.monotonic()
+    total_bytes = _total_bytes(patterns)
+    history: deque[Sample] = deque([Sample.of({}, started)], maxlen=RECENT_INTERVALS + 1)
+    previous: dict[str, int] = {}
+    while not stop.wait(timeout=max(0.0, history[-1].at + interval - time.monotonic())):
+        current = since(baseline, counts())
+        history.append(Sample.of(current, time.monotonic()))
+        log.info(batch_progress_line(history, current, previous, total_bytes))
+        previous = current
+
+
+@contextlib.contextmanager
+def batch_progress(options: PipelineOptions, job: JobSettings) -> Iterator[None]:
+    """Log progress while the ``with`` block runs a local batch job (see ``watch_batch``)."""
+    if not counts_in_this_process(options):
+        log.info("progress: not shown on this runner: the counts are in its worker processes until the end "
+                 "(the summary follows)")
+        yield
+        return
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_batch, args=(job.progress_interval_seconds, stop, job.source),
+                               name="batch-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=5)

@@ -16,12 +16,16 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.counters import counter
 from transforms.rules.events import RawInput
 
 TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".parq")
 PARQUET_BATCH_ROWS = 4096
 SUPPORTED_INPUTS = ".jsonl .ndjson .json (also .gz), .parquet .parq"  # for messages: is_supported_input
+# Progress (pipeline/progress.py): bytes of input files read so far, a counter beside the summary's.
+BYTES_READ = "input_bytes_read"
+BYTES_READ_EVERY = 100  # records between two looks at the file offset
 
 
 def is_supported_input(path: str) -> bool:
@@ -85,10 +89,50 @@ def event_files(pattern: str) -> tuple[list[str], int]:
     return sorted(path for path in matched if is_supported_input(path)), len(matched)
 
 
-def read_records(readable: fileio.ReadableFile, read_at_ms: int | None = None) -> Iterator[RawInput]:
-    """The records of one file matched by Beam."""
+def split_patterns(file_patterns: str) -> list[str]:
+    """The comma-separated patterns of ``--input``, as ``ReadEvents`` matches them."""
+    return [p.strip() for p in file_patterns.split(",") if p.strip()]
+
+
+def input_bytes(file_patterns: str) -> int:
+    """The size of every file ``ReadEvents(file_patterns)`` reads, local or ``gs://``, as stored
+    (a ``.gz`` file counts its compressed size); a file matched by two patterns counts twice, as it
+    is read twice."""
+    return sum(m.size_in_bytes for pattern in split_patterns(file_patterns)
+               for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def counting_bytes(records: Iterator[RawInput], handle: BinaryIO, size: int, by_offset: bool) -> Iterator[RawInput]:
+    """``records`` unchanged, adding the bytes of the file read so far to the ``BYTES_READ`` counter.
+
+    ``by_offset``: every ``BYTES_READ_EVERY`` records the file offset counts (for ``.gz`` the
+    compressed offset, as far as gzip has read ahead); otherwise (Parquet, whose reader seeks)
+    the file counts when its last record is read. Either way a file adds exactly ``size``.
+    """
+    bytes_read = counter(BYTES_READ)
+    counted = 0
+    for number, record in enumerate(records, start=1):
+        yield record
+        if by_offset and number % BYTES_READ_EVERY == 0:
+            offset = min(handle.tell(), size)
+            if offset > counted:
+                bytes_read.inc(offset - counted)
+                counted = offset
+    if size > counted:
+        bytes_read.inc(size - counted)
+
+
+def read_records(
+    readable: fileio.ReadableFile, read_at_ms: int | None = None, count_progress: bool = False
+) -> Iterator[RawInput]:
+    """The records of one file matched by Beam; ``count_progress`` counts its bytes as they are read."""
+    path = readable.metadata.path
     with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        yield from file_records(handle, readable.metadata.path, read_at_ms)
+        records = file_records(handle, path, read_at_ms)
+        if count_progress:
+            records = counting_bytes(records, handle, readable.metadata.size_in_bytes,
+                                     by_offset=input_format(path) == "jsonl")
+        yield from records
 
 
 class ReadEvents(beam.PTransform):
@@ -96,12 +140,15 @@ class ReadEvents(beam.PTransform):
 
     An event without a ``timestamp`` takes ``read_at_ms`` (the job's start: one time for the whole
     job, so the two reads of a batch job agree on it), else the time it is parsed.
+    ``count_progress`` counts the bytes read (``BYTES_READ``) for the progress line: set it on one
+    read only, the one whose events are delivered, so that the count ends at ``input_bytes``.
     """
 
-    def __init__(self, file_patterns: str, read_at_ms: int | None = None) -> None:
+    def __init__(self, file_patterns: str, read_at_ms: int | None = None, count_progress: bool = False) -> None:
         super().__init__()
-        self.patterns = [p.strip() for p in file_patterns.split(",") if p.strip()]
+        self.patterns = split_patterns(file_patterns)
         self.read_at_ms = read_at_ms
+        self.count_progress = count_progress
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
@@ -109,5 +156,5 @@ class ReadEvents(beam.PTransform):
             | "Patterns" >> beam.Create(self.patterns)
             | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
             | "OpenFiles" >> fileio.ReadMatches()
-            | "ReadRecords" >> beam.FlatMap(read_records, self.read_at_ms)
+            | "ReadRecords" >> beam.FlatMap(read_records, self.read_at_ms, self.count_progress)
         )
