@@ -1,7 +1,9 @@
-"""Builds the job's graph: Read → Parse → Consent → Identity → Map to Woopra → Deliver → Dead letter.
+"""Builds the job's graph: Read → Parse → Consent → Identity → (Select to send) → Map to Woopra → Deliver
+→ Dead letter.
 
 Each step is one composite transform of ``transforms/``; every step's dead letters (events it
-could not handle) go to the one dead-letter step.
+could not handle) go to the one dead-letter step. Select to send is there for a backfill's
+``--start``/``--end`` and ``--ledger`` only (docs/backfill.md).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from transforms import (
     ParseEvents,
     ReadEvents,
     ReadPubSubEvents,
+    SelectToSend,
     WriteDeadLetters,
 )
+from transforms.delivery.ledger import settled_files
 
 
 def read_source(job: JobSettings, read_at_ms: int | None = None) -> beam.PTransform:
@@ -45,10 +49,16 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
     enriched = consented.events | "Identity" >> EnrichIdentity(
         job.identity_ttl_days, first_read=read_source(job, started_ms), consent=job.consent,
-        replay_reasons=job.replay_reasons)
-    mapped = enriched.events | "MapToWoopra" >> MapToWoopra(job.woopra)
+        replay_reasons=job.replay_reasons, join=job.identity_join, dedup_window_seconds=job.dedup_window_seconds)
+    to_send = enriched.events
+    if job.time_range.bounded or job.ledger:
+        # The ledger as it is at launch: what this run settles is not skipped by this run.
+        ledger_files = settled_files(job.ledger) if job.ledger else []
+        to_send = to_send | "SelectToSend" >> SelectToSend(job.time_range, tuple(ledger_files))
+    mapped = to_send | "MapToWoopra" >> MapToWoopra(job.woopra)
     delivered = mapped.requests | "Deliver" >> DeliverToWoopra(
-        job.delivery, dry_run_path=job.dry_run, window_seconds=job.file_window_seconds, run_id=job.run_id)
+        job.delivery, dry_run_path=job.dry_run, window_seconds=job.file_window_seconds, run_id=job.run_id,
+        ledger=job.ledger)
     dead_letters = (
         (parsed.dead_letters, consented.dead_letters, enriched.dead_letters, mapped.dead_letters,
          delivered.dead_letters)

@@ -32,6 +32,7 @@ from transforms.file_output import new_run_id
 from transforms.read_events import SUPPORTED_INPUTS, event_files, is_folder, is_supported_input
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTER_REASONS
+from transforms.rules.time_range import TimeRange, parse_utc_time
 from transforms.rules.woopra_mapping import (
     DEFAULT_APP,
     DEFAULT_ENDPOINT,
@@ -126,6 +127,21 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--identity_ttl_days", "DAYS", "Forget a visitor's remembered traits after this many idle days.", "30",
              Number(float, 0.001, 36_500)),
     )),
+    ("Backfill", "Each event once, slices of event time, resuming (docs/backfill.md).", (
+        Flag("--start", "DATE", "Send only events at or after this UTC date or date-time (ISO 8601, e.g. "
+                        "2024-03-01 or 2024-03-01T12:00:00Z); the others are counted out_of_range."),
+        Flag("--end", "DATE", "Send only events before this UTC date or date-time (exclusive)."),
+        Flag("--ledger", "FOLDER", "Folder (local or gs://) recording each event whose delivery is settled; a rerun "
+                           "with the same folder skips them, counted skipped_ledger."),
+        Flag("--dedup_window", "SECONDS", "Streaming: drop copies of an event id seen this many seconds before "
+                                  "(processing time), counted duplicate. Batch drops every later copy.", "600",
+             Number(float, 0, 7 * 86_400)),
+        Flag("--identity_join", "auto|side_input|shuffle", "How calls meet their visitor's identity timeline in "
+                                                       "batch: side_input (every process holds all timelines, "
+                                                       "fastest locally) or shuffle (memory independent of the "
+                                                       "number of visitors). auto: shuffle on Dataflow and "
+                                                       "portable runners, else side_input.", "auto"),
+    )),
     ("Delivery", "", (
         Flag("--rate_limit", "N", "Requests per second for the whole job.", "100", Number(float, 0.001, 1_000_000)),
         Flag("--max_in_flight", "N", "Concurrent requests per worker process.", "32", Number(int, 1, 1024)),
@@ -213,6 +229,10 @@ class JobSettings:
     replay_reasons: tuple[str, ...] | None = None  # None: replay every dead letter in the input
     report: str | None = None  # HTML run report path (batch)
     log_level: str = "INFO"
+    time_range: TimeRange = TimeRange()  # --start/--end; unbounded: every event time
+    ledger: str | None = None  # --ledger folder
+    dedup_window_seconds: float = 600.0
+    identity_join: str = "side_input"  # side_input | shuffle
     # Names this run's output files, so that no run replaces another's (transforms/file_output.py).
     run_id: str = field(default_factory=new_run_id)
 
@@ -529,6 +549,10 @@ def resolve_settings(options: PipelineOptions) -> JobSettings:
         replay_reasons=_replay_reasons(opts.replay_reasons) if opts.replay_reasons is not None else None,
         report=_report_path(opts.report, streaming),
         log_level=_log_level(opts.log_level),
+        time_range=_time_range(opts.start, opts.end),
+        ledger=_ledger_path(opts.ledger),
+        dedup_window_seconds=number_option(opts, "dedup_window"),
+        identity_join=_identity_join(opts.identity_join, options),
     )
 
 
@@ -612,6 +636,45 @@ def _check_pubsub_only_options(opts: WoopraOptions, source_kind: str, runner: st
     if opts.id_label and "Dataflow" not in runner:
         raise OptionsError(f"--id_label needs --runner=DataflowRunner: {runner or 'this runner'} cannot "
                            "deduplicate Pub/Sub reads (Beam's DirectRunner rejects id_label)")
+
+
+def _time_range(start: str | None, end: str | None) -> TimeRange:
+    """``--start`` / ``--end``: ISO 8601 UTC dates or date-times, start before end."""
+    bounds = []
+    for option, value in (("--start", start), ("--end", end)):
+        try:
+            bounds.append(parse_utc_time(value) if value else None)
+        except ValueError as exc:
+            raise OptionsError(f"{option}: {exc}") from None
+    try:
+        return TimeRange(*bounds)
+    except ValueError as exc:
+        raise OptionsError(f"{exc}, got --start {start} and --end {end}") from None
+
+
+def _ledger_path(value: str | None) -> str | None:
+    """``--ledger FOLDER``: a local folder (created if missing) or a gs:// prefix."""
+    if not value:
+        return None
+    folder = value.rstrip("/") or "/"
+    if "://" not in folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise OptionsError(f"--ledger must be a folder, and {value} is a file")
+    return folder
+
+
+# Runners that spread one job over processes or machines: the batch identity join goes through the shuffle.
+DISTRIBUTED_RUNNERS = ("DataflowRunner", "PortableRunner", "FlinkRunner", "SparkRunner")
+
+
+def _identity_join(value: str | None, options: PipelineOptions) -> str:
+    """``--identity_join``: side_input or shuffle; auto picks by runner."""
+    choice = str(value or "auto").strip().lower()
+    if choice not in ("auto", "side_input", "shuffle"):
+        raise OptionsError(f"--identity_join must be auto, side_input or shuffle, got {value!r}")
+    if choice != "auto":
+        return choice
+    runner = str(options.view_as(StandardOptions).runner or "")
+    return "shuffle" if any(name in runner for name in DISTRIBUTED_RUNNERS) else "side_input"
 
 
 def _log_level(value: str | None) -> str:

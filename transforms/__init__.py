@@ -12,6 +12,7 @@ from transforms.map_to_woopra import MapToWoopra
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
 from transforms.read_pubsub import ReadPubSubEvents
+from transforms.select_to_send import SelectToSend
 from transforms.write_dead_letters import WriteDeadLetters
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ParseEvents",
     "ConsentFilter",
     "EnrichIdentity",
+    "SelectToSend",
     "MapToWoopra",
     "DeliverToWoopra",
     "WriteDeadLetters",

@@ -6,7 +6,9 @@ Requests go to one sender per worker process (in a child process by default, see
 transforms/delivery/process.py) while the bundle goes on, so a worker keeps ``max_in_flight``
 requests in flight. Each output keeps its own element's timestamp and window.
 The DoFn never raises after sending: a failed bundle would be retried by the runner and send
-its events twice, so every outcome, good or bad, becomes an output.
+its events twice, so every outcome, good or bad, becomes an output. With a ledger
+(docs/backfill.md#resuming-with-the-ledger), each answered request's event is recorded as its
+answer arrives, on the thread that receives it, not when the bundle gets to it.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.counters import NAMESPACE, counter
+from transforms.delivery.ledger import LedgerWriter
 from transforms.delivery.process import DeliveryProcess
 from transforms.delivery.sender import DeliveryOutcome, WoopraSender
 from transforms.delivery.settings import DeliverySettings
 from transforms.failures import StepFailures
 from transforms.file_output import WriteJsonLines
 from transforms.rules.dead_letters import DEAD_LETTERS, to_json_line
+from transforms.rules.event_id import event_id, ledger_key
 from transforms.rules.outcomes import RETRIED_REQUESTS, Outcome
 from transforms.rules.woopra_mapping import WoopraRequest
 
@@ -41,6 +45,7 @@ QUEUED_PER_SLOT = 8
 # bucket holds the rate for the whole process, and keep-alive connections outlive bundles
 # (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
 _PROCESS_SENDERS = Shared()
+_PROCESS_LEDGERS = Shared()  # one ledger file per worker process
 
 
 def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
@@ -50,8 +55,10 @@ def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
 
 
 class _DeliverFn(beam.DoFn):
-    def __init__(self, settings: DeliverySettings) -> None:
+    def __init__(self, settings: DeliverySettings, ledger: str | None = None, run_id: str = "") -> None:
         self.settings = settings
+        self.ledger_folder = ledger
+        self.run_id = run_id
         self.outcomes = {outcome: counter(outcome) for outcome in (
             Outcome.DELIVERED_200, Outcome.DELIVERED_202, Outcome.REJECTED, Outcome.RETRIES_EXHAUSTED)}
         self.retried_requests = counter(RETRIED_REQUESTS)
@@ -65,6 +72,10 @@ class _DeliverFn(beam.DoFn):
         self.send_rate_gauge = Metrics.gauge(NAMESPACE, "send_rate_per_second")
         self.throttling = ThrottlingSignaler(NAMESPACE)
         self._reported_at = time.monotonic()
+        self.ledger: LedgerWriter | None = None
+        if self.ledger_folder:
+            folder, run_id = self.ledger_folder, self.run_id
+            self.ledger = _PROCESS_LEDGERS.acquire(lambda: LedgerWriter(folder, run_id), tag=f"{folder} {run_id}")
 
     def start_bundle(self) -> None:
         self.in_flight: collections.deque[tuple[Future[DeliveryOutcome], Any, Any]] = collections.deque()
@@ -77,6 +88,8 @@ class _DeliverFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - e.g. a URL that cannot be encoded: this event's dead letter
             yield self.failures.dead_letter(exc, request.event, attributes=request.attributes)
             return
+        if self.ledger is not None:
+            future.add_done_callback(_Settle(self.ledger, ledger_key(event_id(request.event))))
         self.in_flight.append((future, timestamp, window))
         # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
         while self.in_flight and (
@@ -87,6 +100,8 @@ class _DeliverFn(beam.DoFn):
     def finish_bundle(self) -> Iterator[Any]:
         while self.in_flight:
             yield self._emit(*self.in_flight.popleft())
+        if self.ledger is not None:
+            self.ledger.flush()
         self._report_pushback(force=True)
 
     def _report_pushback(self, force: bool = False) -> None:
@@ -113,6 +128,18 @@ class _DeliverFn(beam.DoFn):
         if outcome.delivered:
             return WindowedValue(outcome, timestamp, (window,))
         return pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
+
+
+class _Settle:
+    """Records an answered request's event in the ledger, on the thread the answer arrives on."""
+
+    def __init__(self, ledger: LedgerWriter, key: str) -> None:
+        self.ledger = ledger
+        self.key = key
+
+    def __call__(self, future: Future[DeliveryOutcome]) -> None:
+        if future.result().attempts > 0:  # answered; 0: never sent (the delivery process died first)
+            self.ledger.record(self.key)
 
 
 def _request_line(request: WoopraRequest) -> str:
@@ -143,22 +170,26 @@ class DeliverToWoopra(beam.PTransform):
         dry_run_path: str | None = None,
         window_seconds: float | None = None,
         run_id: str = "",
+        ledger: str | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.dry_run_path = dry_run_path
         self.window_seconds = window_seconds
         self.run_id = run_id
+        self.ledger = ledger
 
     def expand(self, requests: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if not self.dry_run_path:
-            if requests.is_bounded and self.settings.spread_over_workers:
+            if self.settings.spread_over_workers:
                 # Each worker process sends at its share of the job's rate (pipeline/options.py,
                 # worker_processes), which only adds up to the job's rate if every process gets
-                # requests: a batch stage fed by one file otherwise runs in one process. One local
+                # requests: a batch stage fed by one file otherwise runs in one process. The
+                # reshuffle is also a checkpoint: a runner that retries a failed upstream stage
+                # does not send its requests again (docs/backfill.md#on-dataflow). One local
                 # process gains nothing from it and would hold every request in the shuffle.
                 requests = requests | "SpreadOverWorkers" >> beam.Reshuffle()
-            return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings)).with_outputs(
+            return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings, self.ledger, self.run_id)).with_outputs(
                 DEAD_LETTERS, main="delivered")
         would_send = requests | "CountWouldSend" >> beam.ParDo(_WouldSendFn()).with_outputs(
             DEAD_LETTERS, main="delivered")

@@ -1,22 +1,26 @@
-"""Identity: give each call what its visitor said about themselves by then, in event time.
+"""Identity: one copy of each event, given what its visitor said about themselves by then, in event time.
 
-Both modes apply the same pure rules (``transforms/rules/identity.py``), and agree
-(docs/behaviour.md#identity):
+Both modes apply the same pure rules (``transforms/rules/identity.py``, ``rules/event_id.py``),
+and agree (docs/behaviour.md#identity, docs/backfill.md#each-event-once):
 
-- **Batch** (bounded input): identity reads the input once more, first, and keeps of every call
-  the job delivers only what it says about its visitor (an ``IdentityFact``). A combiner folds a
-  visitor's facts into one ``IdentityTimeline``; each call then looks its event time up in its
-  visitor's timeline (a dict side input), so an identify that appears later in the input still
-  enriches the calls after it, and no visitor's events are ever grouped or held. Every worker
-  holds the timelines of the visitors who said something (memory per visitor: BENCHMARKS.md,
-  benchmark 4). Beam's per-key map side input would not need to fit in memory, but each lookup
-  is far slower in Beam 2.77 (it sizes every value it reads).
+- **Batch** (bounded input): identity reads the input once more, first (the *survey*), and keeps of
+  every call the job delivers only its id and what it says about its visitor (an ``IdentityFact``).
+  Of the copies of one id, only the first (``first_copy``) counts; ids seen more than once become a
+  small side input, and only the events with such an id are grouped, to send their first copy and
+  count the others ``duplicate``. A combiner folds each visitor's facts into an
+  ``IdentityTimeline`` (only for visitors with more than one call who said something: a lone
+  call already carries all it says); each call then looks its event time up in its visitor's
+  timeline, so an identify that appears later in the input still enriches the calls after it.
+  The lookup is either a dict side input that every worker process holds whole (``side_input``,
+  fastest on one machine), or a join through the shuffle by visitor (``shuffle``: memory per
+  process does not grow with the number of visitors; the runner spills to disk).
 - **Streaming** (unbounded input): a stateful DoFn. Arriving events wait in a bag until the
   watermark passes the earliest of them; the waiting events are then applied in event-time
-  order and what is known about the visitor is kept in state. With Pub/Sub the watermark is
-  about "now", so events wait very little. A call that arrives after its visitor's later events
-  were released still updates the remembered traits (newest event time wins) but cannot change
-  what was already sent.
+  order and what is known about the visitor is kept in state. Copies of an id released within
+  ``dedup_window_seconds`` (processing time) of each other are counted ``duplicate``; the ids are
+  kept per visitor for that long. With Pub/Sub the watermark is about "now", so events wait very
+  little. A call that arrives after its visitor's later events were released still updates the
+  remembered traits (newest event time wins) but cannot change what was already sent.
 
 Remembered identity is forgotten after ``ttl_days`` without activity: between two events more
 than that far apart in event time (both modes, so batch and stream agree), and in streaming by
@@ -30,33 +34,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from transforms.counters import counter
 from transforms.failures import StepFailures
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTERS
+from transforms.rules.event_id import event_id, fact_rank, first_copy
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
     IdentityFact,
     IdentityTimeline,
     VisitorIdentity,
-    delivered_fact,
+    delivered_event,
     enrich_in_order,
     merge_spans,
     with_known_identity,
 )
+from transforms.rules.outcomes import Outcome
 
 # Merge a visitor's spans once this many calls are pending, so a busy visitor stays small.
 SPANS_BEFORE_MERGE = 64
+JOINS = ("side_input", "shuffle")
+COPIES = "copies"
 
-Activity = tuple[list[tuple[int, int]], list[IdentityFact]]  # spans, facts that say something
+# What the survey keeps of one call: its rank among copies of its id, its visitor, its fact.
+SurveyRecord = tuple[tuple[Any, ...], str, IdentityFact]
+Activity = tuple[list[tuple[int, int]], list[IdentityFact], int]  # spans, facts that say something, calls
 
 
 def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
@@ -65,15 +78,177 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
         yield TimestampedValue(event, event.timestamp_ms / 1000.0)
 
 
+# ----- batch: the survey ----------------------------------------------------------------------------
+
+def _survey_record(event: Event) -> tuple[str, SurveyRecord]:
+    fact = IdentityFact.of(event)
+    return event_id(event.original), (fact_rank(fact), event.visitor, fact)
+
+
+class _SurveyFn(beam.DoFn):
+    """The first read of a batch job: each input the job delivers, as ``(event id, SurveyRecord)``."""
+
+    def __init__(self, consent: ConsentPolicy, replay_reasons: frozenset[str] | None) -> None:
+        self.consent = consent
+        self.replay_reasons = replay_reasons
+
+    def process(self, raw: RawInput) -> Iterator[tuple[str, SurveyRecord]]:
+        try:
+            event = delivered_event(raw, self.consent, self.replay_reasons)
+            if event is not None:
+                yield _survey_record(event)
+        except Exception:  # noqa: BLE001 - the delivering read dead-letters this input
+            return
+
+
+class _FirstCopyPerIdFn(beam.CombineFn):
+    """Records of one id → ``(copies, the first copy's record)``."""
+
+    def create_accumulator(self) -> tuple[int, SurveyRecord | None]:
+        return 0, None
+
+    def add_input(self, accumulator: tuple[int, SurveyRecord | None], record: SurveyRecord
+                  ) -> tuple[int, SurveyRecord | None]:
+        copies, first = accumulator
+        return copies + 1, record if first is None or record[0] < first[0] else first
+
+    def merge_accumulators(self, accumulators: Iterable[tuple[int, SurveyRecord | None]]
+                           ) -> tuple[int, SurveyRecord | None]:
+        copies, first = 0, None
+        for more, candidate in accumulators:
+            copies += more
+            if candidate is not None and (first is None or candidate[0] < first[0]):
+                first = candidate
+        return copies, first
+
+    def extract_output(self, accumulator: tuple[int, SurveyRecord | None]) -> tuple[int, SurveyRecord | None]:
+        return accumulator
+
+
+def _visitor_fact(per_id: tuple[str, tuple[int, SurveyRecord]]) -> tuple[str, IdentityFact]:
+    _, (_, (_, visitor, fact)) = per_id
+    return visitor, fact
+
+
+def _repeated_id(per_id: tuple[str, tuple[int, SurveyRecord]]) -> Iterator[tuple[str, int]]:
+    key, (copies, _) = per_id
+    if copies > 1:
+        yield key, copies
+
+
+class _VisitorTimelineFn(beam.CombineFn):
+    """Facts of one visitor → their ``IdentityTimeline``; None when no other call needs one."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        self.ttl_ms = ttl_ms
+
+    def create_accumulator(self) -> Activity:
+        return [], [], 0
+
+    def add_input(self, activity: Activity, fact: IdentityFact) -> Activity:
+        spans, facts, calls = activity
+        spans.append((fact.at_ms, fact.at_ms))
+        if fact.says_something:
+            facts.append(fact)
+        if len(spans) >= SPANS_BEFORE_MERGE:
+            spans[:] = merge_spans(spans, self.ttl_ms)
+        return spans, facts, calls + 1
+
+    def merge_accumulators(self, activities: Iterable[Activity]) -> Activity:
+        spans: list[tuple[int, int]] = []
+        facts: list[IdentityFact] = []
+        calls = 0
+        for more_spans, more_facts, more_calls in activities:
+            spans.extend(more_spans)
+            facts.extend(more_facts)
+            calls += more_calls
+        return merge_spans(spans, self.ttl_ms), facts, calls
+
+    def compact(self, activity: Activity) -> Activity:
+        return merge_spans(activity[0], self.ttl_ms), activity[1], activity[2]
+
+    def extract_output(self, activity: Activity) -> IdentityTimeline | None:
+        spans, facts, calls = activity
+        # A lone call already carries everything it says: its visitor needs no timeline.
+        if not facts or calls < 2:
+            return None
+        return IdentityTimeline.build(merge_spans(spans, self.ttl_ms), facts)
+
+
+def _known(visitor_timeline: tuple[str, IdentityTimeline | None]) -> Iterator[tuple[str, IdentityTimeline]]:
+    if visitor_timeline[1] is not None:
+        yield visitor_timeline  # type: ignore[misc]
+
+
+class _FoldTimelines(beam.PTransform):
+    """``(visitor, IdentityFact)`` pairs → ``(visitor, IdentityTimeline)`` for visitors who need one."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        super().__init__()
+        self.ttl_ms = ttl_ms
+
+    def expand(self, facts: beam.PCollection) -> beam.PCollection:
+        return (
+            facts
+            | "FoldPerVisitor" >> beam.CombinePerKey(_VisitorTimelineFn(self.ttl_ms))
+            | "KeepNeededTimelines" >> beam.FlatMap(_known)
+        )
+
+
+# ----- batch: each id once --------------------------------------------------------------------------
+
+class _SplitCopiesFn(beam.DoFn):
+    """Events whose id the survey saw more than once go to be grouped; the others straight on."""
+
+    def process(self, event: Event, repeated: Mapping[str, int]) -> Iterator[Any]:
+        if repeated:
+            key = event_id(event.original)
+            if key in repeated:
+                yield pvalue.TaggedOutput(COPIES, (key, event))
+                return
+        yield event
+
+
+class _SendFirstCopyFn(beam.DoFn):
+    """The copies of one id: the first goes on, the others are counted ``duplicate``."""
+
+    def __init__(self) -> None:
+        self.duplicate = counter(Outcome.DUPLICATE)
+
+    def process(self, id_copies: tuple[str, Iterable[Event]]) -> Iterator[TimestampedValue]:
+        copies = list(id_copies[1])
+        if len(copies) > 1:
+            self.duplicate.inc(len(copies) - 1)
+        yield from _timestamped([first_copy(copies)])
+
+
+class _DropLaterCopies(beam.PTransform):
+    """Each event id once: later copies (``first_copy``) are counted ``duplicate``."""
+
+    def __init__(self, repeated_ids: beam.PCollection) -> None:
+        super().__init__()
+        self.repeated_ids = repeated_ids
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        split = events | "SplitCopies" >> beam.ParDo(
+            _SplitCopiesFn(), beam.pvalue.AsDict(self.repeated_ids)).with_outputs(COPIES, main="single")
+        firsts = (split[COPIES]
+                  | "GroupCopies" >> beam.GroupByKey()
+                  | "SendFirstCopy" >> beam.ParDo(_SendFirstCopyFn()))
+        return (split.single, firsts) | "OneCopyEach" >> beam.Flatten()
+
+
+# ----- batch: calls meet their visitor's timeline ---------------------------------------------------
+
 class _EnrichFromTimelineFn(beam.DoFn):
-    """Batch: each call enriched from its visitor's timeline (a map side input)."""
+    """Batch, ``side_input``: each call enriched from its visitor's timeline (a dict side input)."""
 
     def setup(self) -> None:
         self.failures = StepFailures("Identity")
 
     def process(self, event: Event, timelines: Mapping[str, IdentityTimeline]) -> Iterator[object]:
         try:
-            timeline = timelines.get(event.visitor)  # none for a visitor who never said anything
+            timeline = timelines.get(event.visitor)  # none for a visitor who needs none
             enriched = with_known_identity(event, timeline.at(event.timestamp_ms) if timeline else None)
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
             yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
@@ -81,19 +256,46 @@ class _EnrichFromTimelineFn(beam.DoFn):
         yield enriched
 
 
-class _EnrichIdentityStatefulFn(beam.DoFn):
-    """Streaming: events wait for the watermark, identity lives in state."""
-
-    PENDING = BagStateSpec("pending", PickleCoder())
-    IDENTITY = ReadModifyWriteStateSpec("identity", PickleCoder())
-    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
-    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
-
-    def __init__(self, ttl_ms: int) -> None:
-        self.ttl_ms = ttl_ms
+class _EnrichVisitorFn(beam.DoFn):
+    """Batch, ``shuffle``: one visitor's calls, grouped with their timeline (if any), enriched."""
 
     def setup(self) -> None:
         self.failures = StepFailures("Identity")
+
+    def process(self, joined: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[object]:
+        timelines = list(joined[1]["timeline"])
+        timeline: IdentityTimeline | None = timelines[0] if timelines else None
+        for event in joined[1]["events"]:
+            try:
+                enriched = with_known_identity(event, timeline.at(event.timestamp_ms) if timeline else None)
+            except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
+                yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
+                continue
+            yield TimestampedValue(enriched, enriched.timestamp_ms / 1000.0)
+
+
+def _by_visitor(event: Event) -> tuple[str, Event]:
+    return event.visitor, event
+
+
+# ----- streaming ------------------------------------------------------------------------------------
+
+class _EnrichIdentityStatefulFn(beam.DoFn):
+    """Streaming: events wait for the watermark, identity and the recent ids live in state."""
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    IDENTITY = ReadModifyWriteStateSpec("identity", PickleCoder())
+    RECENT_IDS = ReadModifyWriteStateSpec("recent_ids", PickleCoder())  # event id → processing time (ms)
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
+
+    def __init__(self, ttl_ms: int, dedup_window_ms: int) -> None:
+        self.ttl_ms = ttl_ms
+        self.dedup_window_ms = dedup_window_ms
+
+    def setup(self) -> None:
+        self.failures = StepFailures("Identity")
+        self.duplicate = counter(Outcome.DUPLICATE)
 
     def process(
         self,
@@ -111,10 +313,13 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         self,
         pending=beam.DoFn.StateParam(PENDING),
         identity_state=beam.DoFn.StateParam(IDENTITY),
+        recent_state=beam.DoFn.StateParam(RECENT_IDS),
         expire=beam.DoFn.TimerParam(EXPIRE),
     ) -> Iterator[object]:
         waiting = list(pending.read())
         pending.clear()
+        if self.dedup_window_ms > 0:
+            waiting = self._drop_recent_copies(waiting, recent_state)
         known = identity_state.read() or VisitorIdentity()
         try:
             enriched, identity = enrich_in_order(waiting, known, self.ttl_ms)
@@ -126,6 +331,26 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         last_active_ms = max(identity.last_seen_ms, int(time.time() * 1000))
         expire.set(Timestamp(micros=(last_active_ms + self.ttl_ms) * 1000))
         yield from _timestamped(enriched)
+
+    def _drop_recent_copies(self, waiting: list[Event], recent_state: Any) -> list[Event]:
+        """The first copy of each id not released within the window; the others counted ``duplicate``."""
+        now_ms = int(time.time() * 1000)
+        recent = {key: seen_ms for key, seen_ms in (recent_state.read() or {}).items()
+                  if now_ms - seen_ms <= self.dedup_window_ms}
+        copies: dict[str, list[Event]] = {}
+        for event in waiting:
+            copies.setdefault(event_id(event.original), []).append(event)
+        fresh: list[Event] = []
+        for key, events in copies.items():
+            if key in recent:
+                self.duplicate.inc(len(events))
+                continue
+            if len(events) > 1:
+                self.duplicate.inc(len(events) - 1)
+            fresh.append(first_copy(events))
+            recent[key] = now_ms
+        recent_state.write(recent)
+        return fresh
 
     def _enrich_one_by_one(
         self, waiting: list[Event], identity: VisitorIdentity
@@ -147,97 +372,29 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         self,
         pending=beam.DoFn.StateParam(PENDING),
         identity_state=beam.DoFn.StateParam(IDENTITY),
+        recent_state=beam.DoFn.StateParam(RECENT_IDS),
     ) -> None:
         if any(True for _ in pending.read()):
             return  # events are waiting: their release re-arms the expiry
         identity_state.clear()
+        recent_state.clear()
 
 
-def _visitor_fact(event: Event) -> tuple[str, IdentityFact]:
-    return event.visitor, IdentityFact.of(event)
-
-
-class _VisitorTimelineFn(beam.CombineFn):
-    """Facts of one visitor → their ``IdentityTimeline`` (None when none says anything)."""
-
-    def __init__(self, ttl_ms: int) -> None:
-        self.ttl_ms = ttl_ms
-
-    def create_accumulator(self) -> Activity:
-        return [], []
-
-    def add_input(self, activity: Activity, fact: IdentityFact) -> Activity:
-        spans, facts = activity
-        spans.append((fact.at_ms, fact.at_ms))
-        if fact.says_something:
-            facts.append(fact)
-        if len(spans) >= SPANS_BEFORE_MERGE:
-            spans[:] = merge_spans(spans, self.ttl_ms)
-        return activity
-
-    def merge_accumulators(self, activities: Iterable[Activity]) -> Activity:
-        spans: list[tuple[int, int]] = []
-        facts: list[IdentityFact] = []
-        for more_spans, more_facts in activities:
-            spans.extend(more_spans)
-            facts.extend(more_facts)
-        return merge_spans(spans, self.ttl_ms), facts
-
-    def compact(self, activity: Activity) -> Activity:
-        return merge_spans(activity[0], self.ttl_ms), activity[1]
-
-    def extract_output(self, activity: Activity) -> IdentityTimeline | None:
-        spans, facts = activity
-        return IdentityTimeline.build(merge_spans(spans, self.ttl_ms), facts) if facts else None
-
-
-def _known(visitor_timeline: tuple[str, IdentityTimeline | None]) -> Iterator[tuple[str, IdentityTimeline]]:
-    if visitor_timeline[1] is not None:
-        yield visitor_timeline  # type: ignore[misc]
-
-
-class _FoldTimelines(beam.PTransform):
-    """``(visitor, IdentityFact)`` pairs → ``(visitor, IdentityTimeline)`` for visitors known by something."""
-
-    def __init__(self, ttl_ms: int) -> None:
-        super().__init__()
-        self.ttl_ms = ttl_ms
-
-    def expand(self, facts: beam.PCollection) -> beam.PCollection:
-        return (
-            facts
-            | "FoldPerVisitor" >> beam.CombinePerKey(_VisitorTimelineFn(self.ttl_ms))
-            | "KeepKnownVisitors" >> beam.FlatMap(_known)
-        )
-
-
-class _DeliveredFactsFn(beam.DoFn):
-    """The first read of a batch job: each input the job delivers, as ``(visitor, IdentityFact)``."""
-
-    def __init__(self, consent: ConsentPolicy, replay_reasons: frozenset[str] | None) -> None:
-        self.consent = consent
-        self.replay_reasons = replay_reasons
-
-    def process(self, raw: RawInput) -> Iterator[tuple[str, IdentityFact]]:
-        try:
-            keyed = delivered_fact(raw, self.consent, self.replay_reasons)
-        except Exception:  # noqa: BLE001 - the delivering read dead-letters this input
-            return
-        if keyed is not None:
-            yield keyed
-
+# ----- the step -------------------------------------------------------------------------------------
 
 class EnrichIdentity(beam.PTransform):
-    """Give every event its visitor's remembered traits, ``cv_id`` and cookie (docs/behaviour.md#identity).
+    """One copy of each event, with its visitor's remembered traits, ``cv_id`` and cookie.
 
-    Outputs ``events`` and ``dead_letters`` (an event the rules could not be applied to). The
-    mode follows the input: a bounded one (files) is enriched from identity timelines, an
-    unbounded one (Pub/Sub) by the stateful DoFn.
+    docs/behaviour.md#identity, docs/backfill.md#each-event-once. Outputs ``events`` and
+    ``dead_letters`` (an event the rules could not be applied to). The mode follows the input: a
+    bounded one (files) is enriched from identity timelines, an unbounded one (Pub/Sub) by the
+    stateful DoFn.
 
     ``first_read`` (batch) is the job's read transform: identity reads the input once more, first,
-    keeping only the facts of calls that ``consent`` and ``replay_reasons`` let through, so the
-    events themselves stream through without being held. Without it the timelines are folded
-    from the events, which makes the runner keep them until the fold is done (tests, small inputs).
+    keeping only the ids and facts of calls that ``consent`` and ``replay_reasons`` let through, so
+    the events themselves stream through without being held. Without it the survey is made of the
+    events, which makes the runner keep them until it is done (tests, small inputs). ``join``
+    (batch) is ``side_input`` or ``shuffle``.
     """
 
     def __init__(
@@ -246,25 +403,40 @@ class EnrichIdentity(beam.PTransform):
         first_read: beam.PTransform | None = None,
         consent: ConsentPolicy | None = None,
         replay_reasons: Iterable[str] | None = None,
+        join: str = "side_input",
+        dedup_window_seconds: float = 600.0,
     ) -> None:
         super().__init__()
+        if join not in JOINS:
+            raise ValueError(f"join must be one of {JOINS}, got {join!r}")
         self.ttl_ms = int(ttl_days * MS_PER_DAY)
         self.first_read = first_read
         self.consent = consent or ConsentPolicy()
         self.replay_reasons = frozenset(replay_reasons) if replay_reasons is not None else None
+        self.join = join
+        self.dedup_window_ms = int(dedup_window_seconds * 1000)
 
     def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         if not events.is_bounded:
             keyed = events | "KeyByVisitor" >> beam.Map(lambda event: (event.visitor, event)).with_output_types(
                 beam.typehints.KV[str, Event])
-            return keyed | "CarryTraitsForward" >> beam.ParDo(_EnrichIdentityStatefulFn(self.ttl_ms)).with_outputs(
+            return keyed | "CarryTraitsForward" >> beam.ParDo(
+                _EnrichIdentityStatefulFn(self.ttl_ms, self.dedup_window_ms)).with_outputs(
                 DEAD_LETTERS, main="events")
         if self.first_read is not None:
-            facts = (events.pipeline
-                     | "ReadForIdentity" >> self.first_read
-                     | "DeliveredFacts" >> beam.ParDo(_DeliveredFactsFn(self.consent, self.replay_reasons)))
+            survey = (events.pipeline
+                      | "ReadForIdentity" >> self.first_read
+                      | "Survey" >> beam.ParDo(_SurveyFn(self.consent, self.replay_reasons)))
         else:
-            facts = events | "VisitorFacts" >> beam.Map(_visitor_fact)
-        timelines = facts | "Timelines" >> _FoldTimelines(self.ttl_ms)
-        return events | "LookUpTimeline" >> beam.ParDo(
-            _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")
+            survey = events | "SurveyEvents" >> beam.Map(_survey_record)
+        per_id = survey | "FirstCopyPerId" >> beam.CombinePerKey(_FirstCopyPerIdFn())
+        timelines = per_id | "FactOfFirstCopy" >> beam.Map(_visitor_fact) | "Timelines" >> _FoldTimelines(self.ttl_ms)
+        repeated = per_id | "RepeatedIds" >> beam.FlatMap(_repeated_id)
+        unique = events | "DropLaterCopies" >> _DropLaterCopies(repeated)
+        if self.join == "side_input":
+            return unique | "LookUpTimeline" >> beam.ParDo(
+                _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")
+        calls = unique | "KeyCallsByVisitor" >> beam.Map(_by_visitor)
+        return ({"events": calls, "timeline": timelines}
+                | "JoinByVisitor" >> beam.CoGroupByKey()
+                | "EnrichVisitor" >> beam.ParDo(_EnrichVisitorFn()).with_outputs(DEAD_LETTERS, main="events"))

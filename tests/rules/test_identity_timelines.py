@@ -18,7 +18,7 @@ from transforms.rules.identity import (
     IdentityFact,
     IdentityTimeline,
     VisitorIdentity,
-    delivered_fact,
+    delivered_event,
     enrich_in_order,
     merge_spans,
     with_known_identity,
@@ -142,13 +142,18 @@ def test_timeline_keeps_only_the_moments_identity_changes():
     assert len(timeline.changes) == 1 and timeline.change_times == [START_MS]
 
 
-# ----- delivered_fact: the first pass keeps only what the job delivers ----------------------------------
+# ----- delivered_event: the first pass keeps only what the job delivers ---------------------------------
 
 def line(**fields):
     return json.dumps(fields).encode()
 
 
 GRANTED = {"consent": {"analytics": True}}
+
+
+def delivered_fact(raw, policy, replay_reasons):
+    event = delivered_event(raw, policy, replay_reasons)
+    return None if event is None else (event.visitor, IdentityFact.of(event))
 
 
 def test_delivered_fact_follows_parsing_consent_and_replay_rules():
@@ -164,7 +169,7 @@ def test_delivered_fact_follows_parsing_consent_and_replay_rules():
     dead_letter = line(reason="rejected", failed_at="2026-01-01T00:00:00Z",
                        event={"type": "page", "anonymousId": "a", "timestamp": 5, "context": GRANTED})
     assert delivered_fact(RawInput(dead_letter), policy, frozenset({"invalid"})) is None
-    assert delivered_fact(RawInput(dead_letter), policy, frozenset({"rejected"})) == ("a", IdentityFact(5))
+    assert delivered_fact(RawInput(dead_letter), policy, frozenset({"rejected"})) == ("a", IdentityFact(5, None, None, None))
 
 
 def test_an_event_without_timestamp_takes_the_read_time_in_the_first_pass_too():

@@ -227,15 +227,12 @@ class IdentityTimeline(NamedTuple):
         return self.changes[change] if self.change_times[change] >= span_start else None
 
 
-def delivered_fact(
-    raw: RawInput, consent: ConsentPolicy, replay_reasons: frozenset[str] | None
-) -> tuple[str, IdentityFact] | None:
-    """``(visitor, fact)`` for an input the job will deliver, else None (the job's own rules).
+def delivered_event(raw: RawInput, consent: ConsentPolicy, replay_reasons: frozenset[str] | None) -> Event | None:
+    """The ``Event`` of an input the job will deliver, else None (the job's own rules).
 
     A batch job's first read keeps only these: a fact counts only from a call the job delivers.
     """
     event = parse_input(raw, replay_reasons=replay_reasons)
     if not isinstance(event, Event) or not decide_consent(event.original, consent).outcome.allowed:
         return None
-    fact = IdentityFact.of(event)
-    return event.visitor, fact if fact.says_something else IdentityFact(fact.at_ms)
+    return event

@@ -1,0 +1,63 @@
+"""Event ids (docs/backfill.md#each-event-once): what makes two inputs the same event (pure, no Beam).
+
+An event's id is its ``messageId`` (text, or a number as its text), else a hash of its content:
+``content:`` and the 128-bit BLAKE2b of its JSON with keys sorted, so two copies that differ only
+in key order or whitespace are one event. Replays of dead letters carry the event they kept, so a
+replayed event has the id it had in the run that dead-lettered it.
+
+Of several copies of one id, the job sends the *first* (``first_copy``): the one with the earliest
+event time, then the least by what it says about its visitor, then by content hash, so every
+worker and every run picks the same copy, and identity learns from that copy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from transforms.rules.events import Event
+from transforms.rules.identity import IdentityFact
+
+CONTENT_PREFIX = "content:"
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as JSON with keys sorted: the same text for the same content, whatever the order."""
+    # ensure_ascii keeps lone surrogates writable; default=str covers Parquet's dates and bytes.
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    except (TypeError, ValueError, RecursionError):  # keys that cannot be sorted: still one stable text
+        return ascii(value)
+
+
+def _content_hash(original: Mapping[str, Any]) -> str:
+    return hashlib.blake2b(_canonical(original).encode("ascii"), digest_size=16).hexdigest()
+
+
+def event_id(original: Mapping[str, Any]) -> str:
+    """The event's id: its ``messageId``, else ``content:`` and a hash of its content."""
+    message_id = original.get("messageId")
+    if isinstance(message_id, str) and message_id.strip():
+        return message_id
+    if isinstance(message_id, (int, float)) and not isinstance(message_id, bool):
+        return str(message_id)
+    return CONTENT_PREFIX + _content_hash(original)
+
+
+def fact_rank(fact: IdentityFact) -> tuple[int, str, str, str]:
+    """Orders copies by what they say about their visitor (the first two keys of ``first_copy``)."""
+    traits = _canonical(fact.traits) if fact.traits else ""
+    return fact.at_ms, fact.user_id or "", fact.cookie or "", traits
+
+
+def first_copy(copies: Iterable[Event]) -> Event:
+    """The copy of one id that the job sends; identity's facts come from the same copy."""
+    return min(copies, key=lambda event: (fact_rank(IdentityFact.of(event)), _content_hash(event.original)))
+
+
+def ledger_key(event_id_text: str) -> str:
+    """What the ledger records for an event: 32 hex digits of the id's hash (no personal data, one
+    line whatever the ``messageId`` holds)."""
+    return hashlib.blake2b(event_id_text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

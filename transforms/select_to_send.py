@@ -1,0 +1,63 @@
+"""Select to send: a backfill's slice of event time and the events an earlier run settled.
+
+docs/backfill.md. An event outside ``--start``/``--end`` is counted ``out_of_range``; one whose id
+is in the ledger read at launch is counted ``skipped_ledger``. Neither is sent nor dead-lettered.
+The step comes after identity, so both still told identity what their visitor said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.utils.shared import Shared
+
+from transforms.counters import counter
+from transforms.delivery.ledger import key_number, read_settled
+from transforms.rules.event_id import event_id, ledger_key
+from transforms.rules.events import Event
+from transforms.rules.outcomes import Outcome
+from transforms.rules.time_range import TimeRange
+
+# The settled keys, read once per worker process and shared by its DoFn instances.
+_SETTLED = Shared()
+
+
+class _SettledKeys:
+    """A set is not weak-referenceable, which ``Shared`` needs."""
+
+    def __init__(self, keys: set[int]) -> None:
+        self.keys = keys
+
+
+class _SelectToSendFn(beam.DoFn):
+    def __init__(self, time_range: TimeRange, ledger_files: tuple[str, ...]) -> None:
+        self.time_range = time_range
+        self.ledger_files = ledger_files
+        self.out_of_range = counter(Outcome.OUT_OF_RANGE)
+        self.skipped_ledger = counter(Outcome.SKIPPED_LEDGER)
+
+    def setup(self) -> None:
+        files = self.ledger_files
+        self.settled = _SETTLED.acquire(lambda: _SettledKeys(read_settled(files)), tag=repr(files)).keys
+
+    def process(self, event: Event) -> Iterator[Event]:
+        if not self.time_range.contains(event.timestamp_ms):
+            self.out_of_range.inc()
+            return
+        if self.settled and key_number(ledger_key(event_id(event.original))) in self.settled:
+            self.skipped_ledger.inc()
+            return
+        yield event
+
+
+class SelectToSend(beam.PTransform):
+    """Keep the events in ``time_range`` that no ledger file in ``ledger_files`` has settled."""
+
+    def __init__(self, time_range: TimeRange, ledger_files: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.time_range = time_range
+        self.ledger_files = tuple(ledger_files)
+
+    def expand(self, events: beam.PCollection) -> beam.PCollection:
+        return events | "KeepInSliceAndUnsettled" >> beam.ParDo(_SelectToSendFn(self.time_range, self.ledger_files))
