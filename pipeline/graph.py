@@ -28,10 +28,13 @@ from transforms import (
 from transforms.delivery.ledger import settled_files
 
 
-def read_source(job: JobSettings, read_at_ms: int | None = None) -> beam.PTransform:
-    """The read transform for the job's source: the rest of the graph does not know which."""
+def read_source(job: JobSettings, read_at_ms: int | None = None, count_progress: bool = False) -> beam.PTransform:
+    """The read transform for the job's source: the rest of the graph does not know which.
+
+    ``count_progress``: the read whose bytes the progress line reports (a batch job reads twice).
+    """
     if job.source_kind == "files":
-        return ReadEvents(job.source, read_at_ms)
+        return ReadEvents(job.source, read_at_ms, count_progress=count_progress)
     return ReadPubSubEvents(
         subscription=job.source if job.source_kind == "subscription" else None,
         topic=job.source if job.source_kind == "topic" else None,
@@ -44,7 +47,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     """Add the delivery graph for ``job`` to ``pipeline`` and return it (not run)."""
     # One read time for the whole job, so both reads of a batch job date undated events alike.
     started_ms = int(time.time() * 1000)
-    raw = pipeline | "Read" >> read_source(job, started_ms)
+    raw = pipeline | "Read" >> read_source(job, started_ms, count_progress=True)
     parsed = raw | "Parse" >> ParseEvents(job.replay_reasons)
     consented = parsed.events | "Consent" >> ConsentFilter(job.consent)
     enriched = consented.events | "Identity" >> EnrichIdentity(
