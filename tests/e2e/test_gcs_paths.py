@@ -120,3 +120,24 @@ def test_the_debugger_names_a_missing_gs_file_in_one_line(gcs, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: cannot read gs://bucket/in/missing.jsonl: No such file or directory"], done.stderr
+
+
+def test_a_ledger_on_gs_records_every_answer_and_a_rerun_sends_nothing(gcs, standin, tmp_path):
+    args = ("--runner_config", "gs://bucket/in/local.yaml", "--input", "gs://bucket/in/events.jsonl",
+            "--config", "gs://bucket/in/mapping.yaml", "--woopra_endpoint", standin.url,
+            "--dead_letter", "gs://bucket/ledger-run/dead/", "--ledger", "gs://bucket/ledger-run/ledger",
+            "--summary", "gs://bucket/ledger-run/summary.json")
+    before = len(standin.requests)
+    first = run_module(gcs, tmp_path / "cwd", "pipeline", *args)
+    assert first.returncode == 0, first.stderr
+    assert len(standin.requests) - before == SAMPLE_DELIVERED
+    objects = gcs.names("ledger-run/ledger/")
+    assert objects and all(name.endswith(".ids") for name in objects)
+    keys = [line for name in objects for line in gcs.download(name).decode("ascii").split("\n") if line]
+    assert len(keys) == len(set(keys)) == SAMPLE_DELIVERED and all(len(key) == 32 for key in keys)
+
+    again = run_module(gcs, tmp_path / "cwd", "pipeline", *args)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(gcs.download("ledger-run/summary.json"))
+    assert (summary["skipped_ledger"], summary["delivered_200"], summary["balanced"]) == (SAMPLE_DELIVERED, 0, True)
+    assert len(standin.requests) - before == SAMPLE_DELIVERED  # nothing sent twice

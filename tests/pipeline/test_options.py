@@ -553,3 +553,41 @@ def test_is_supported_input(name, supported):
     from transforms.read_events import is_supported_input
 
     assert is_supported_input(name) is supported
+
+
+# ----- backfill options (docs/backfill.md) ------------------------------------------------------------
+
+def test_backfill_options_default_to_no_slice_no_ledger_and_a_ten_minute_window():
+    settings = settings_for(*BASE)
+    assert not settings.time_range.bounded and settings.ledger is None
+    assert settings.dedup_window_seconds == 600 and settings.identity_join == "side_input"
+
+
+def test_start_and_end_become_a_time_range(tmp_path):
+    settings = settings_for(*BASE, "--start", "2024-03-01", "--end", "2024-04-01T00:00:00Z",
+                            "--ledger", str(tmp_path / "ledger") + "/")
+    assert (settings.time_range.start_ms, settings.time_range.end_ms) == (1_709_251_200_000, 1_711_929_600_000)
+    assert settings.ledger == str(tmp_path / "ledger")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--start", "March"], "--start: 'March' is not an ISO 8601 date"),
+    (["--end", "2024-02-30"], "--end: '2024-02-30' is not an ISO 8601 date"),
+    (["--start", "2024-03-02", "--end", "2024-03-01"], "--end must be after --start"),
+    (["--identity_join", "hash"], "--identity_join must be auto, side_input or shuffle"),
+    (["--dedup_window", "-1"], "--dedup_window must be at least 0"),
+])
+def test_bad_backfill_options_are_named(argv, message):
+    assert message in error_for(*BASE, *argv)
+
+
+def test_a_ledger_that_is_a_file_is_refused(tmp_path):
+    not_a_folder = tmp_path / "ledger.txt"
+    not_a_folder.write_text("x")
+    assert "--ledger must be a folder" in error_for(*BASE, "--ledger", str(not_a_folder))
+
+
+def test_identity_join_auto_goes_through_the_shuffle_on_distributed_runners():
+    assert settings_for(*BASE, "--runner", "FnApiRunner").identity_join == "side_input"
+    assert settings_for(*BASE, "--runner", "PortableRunner").identity_join == "shuffle"
+    assert settings_for(*BASE, "--runner", "FnApiRunner", "--identity_join", "shuffle").identity_join == "shuffle"

@@ -1,0 +1,200 @@
+"""Pipeline tests of the backfill steps: each id once (batch and streaming), the two identity joins,
+and Select to send (slices and the ledger). docs/backfill.md."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.utils.timestamp import Timestamp
+
+from tests.conftest import batch_pipeline, streaming_pipeline
+from transforms.counters import process_tally
+from transforms.delivery.ledger import LedgerWriter, settled_files
+from transforms.enrich_identity import EnrichIdentity, _VisitorTimelineFn
+from transforms.parse_events import ParseEvents
+from transforms.read_events import ReadEvents
+from transforms.rules.event_id import event_id, first_copy, ledger_key
+from transforms.rules.events import validate_event
+from transforms.rules.identity import MS_PER_DAY, IdentityFact, VisitorIdentity, enrich_in_order
+from transforms.rules.time_range import TimeRange, parse_utc_time
+from transforms.select_to_send import SelectToSend
+
+GRANTED = {"consent": {"analytics": True}}
+
+
+def call(**fields):
+    base = {"type": "track", "event": "Signed Up", "anonymousId": "a-1", "timestamp": "2026-03-02T09:00:00Z",
+            "context": dict(GRANTED)}
+    base.update(fields)
+    return base
+
+
+def view(event):
+    return (event.visitor, event.type, event.name, event.timestamp_ms, event.traits.get("plan"), event.cookie)
+
+
+class Tally:
+    """What this process counts while a block runs (the runners here run in this process)."""
+
+    def __enter__(self):
+        self.before = process_tally()
+        return self
+
+    def __exit__(self, *exc):
+        after = process_tally()
+        self.counts = {key: after.get(key, 0) - self.before.get(key, 0) for key in after}
+
+    def __getitem__(self, key):
+        return self.counts.get(key, 0)
+
+
+# ----- batch: each id once --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+def test_a_batch_sends_each_id_once_the_earliest_copy(join):
+    first = call(messageId="m-1", timestamp="2026-03-02T09:00:00Z")
+    resent = call(messageId="m-1", timestamp="2026-03-02T09:05:00Z")  # a publisher's retry, stamped later
+    no_id = call(event="Order Completed", anonymousId="b-2")
+    events = [validate_event(e) for e in (resent, first, no_id, dict(no_id), call(messageId="m-2"), dict(no_id))]
+    with Tally() as tally:
+        with batch_pipeline() as p:
+            out = (p | beam.Create(events) | EnrichIdentity(join=join)).events | beam.Map(
+                lambda e: (event_id(e.original), e.timestamp_ms))
+            assert_that(out, equal_to([
+                ("m-1", parse_utc_time("2026-03-02T09:00:00Z")), ("m-2", parse_utc_time("2026-03-02T09:00:00Z")),
+                (event_id(no_id), parse_utc_time("2026-03-02T09:00:00Z"))]))
+    assert tally["duplicate"] == 3
+
+
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+def test_identity_learns_from_the_copy_that_is_sent_only(join, tmp_path):
+    # Two copies of one identify (same messageId) that disagree: the job sends one, and the later
+    # track carries that one's traits, never the other's, also when the survey reads the file.
+    plain = call(type="identify", messageId="m-1", traits={"plan": "free"}, timestamp="2026-03-02T09:00:00Z")
+    other = call(type="identify", messageId="m-1", traits={"plan": "pro"}, timestamp="2026-03-02T09:00:00Z")
+    later = call(messageId="m-2", timestamp="2026-03-02T10:00:00Z")
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in (other, later, plain)))
+    with batch_pipeline() as p:
+        events = (p | ReadEvents(str(path)) | ParseEvents()).events
+        out = (events | EnrichIdentity(first_read=ReadEvents(str(path)), join=join)).events | beam.Map(
+            lambda e: (e.type, e.traits.get("plan")))
+        assert_that(out, equal_to([("identify", "free"), ("track", "free")]))
+
+
+def _histories(seed: int) -> list:
+    rng = random.Random(seed)
+    minutes = rng.sample(range(60 * 24 * 20), 60)  # distinct times: same-millisecond calls are a documented edge
+    events = []
+    for minute in minutes:
+        visitor = f"v-{rng.randrange(12)}"
+        kind = rng.choice(["page", "track", "identify"])
+        fields = {"type": kind, "anonymousId": visitor, "timestamp": parse_utc_time("2026-03-01") + minute * 60_000,
+                  "context": dict(GRANTED), "messageId": f"m-{rng.randrange(50)}"}
+        if kind == "track":
+            fields["event"] = "Signed Up"
+        if kind == "identify":
+            fields["traits"] = {"plan": rng.choice(["free", "pro", "team"])}
+        if rng.random() < 0.3:
+            fields["vendor_ids"] = {"woopra_cookie": f"C{rng.randrange(5)}"}
+        events.append(validate_event(fields))
+    return events
+
+
+def _in_order(events: list, ttl_ms: int) -> list:
+    """The rules applied by hand: the first copy of each id, then each visitor's calls in order."""
+    by_id: dict = {}
+    for event in events:
+        by_id.setdefault(event_id(event.original), []).append(event)
+    by_visitor: dict = {}
+    for copies in by_id.values():
+        sent = first_copy(copies)
+        by_visitor.setdefault(sent.visitor, []).append(sent)
+    return [view(e) for calls in by_visitor.values() for e in enrich_in_order(calls, VisitorIdentity(), ttl_ms)[0]]
+
+
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+@pytest.mark.parametrize("seed", range(3))
+def test_both_joins_enrich_as_the_rules_applied_in_order(seed, join):
+    events = _histories(seed)
+    expected = _in_order(events, ttl_ms=10 * MS_PER_DAY)
+    assert len(expected) > 20 and any(row[4] for row in expected)
+    with batch_pipeline() as p:
+        out = (p | beam.Create(events) | EnrichIdentity(ttl_days=10, join=join)).events | beam.Map(view)
+        assert_that(out, equal_to(expected))
+
+
+def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
+    fold = _VisitorTimelineFn(ttl_ms=10**9)
+    lone = fold.add_input(fold.create_accumulator(), IdentityFact(1000, None, None, "COOKIE"))
+    assert fold.extract_output(lone) is None
+    pair = fold.add_input(lone, IdentityFact(2000))
+    assert fold.extract_output(fold.merge_accumulators([pair, fold.create_accumulator()])) is not None
+    quiet = fold.add_input(fold.add_input(fold.create_accumulator(), IdentityFact(1)), IdentityFact(2))
+    assert fold.extract_output(quiet) is None  # two calls that say nothing
+
+
+def test_an_unknown_join_is_refused():
+    with pytest.raises(ValueError, match="join must be one of"):
+        EnrichIdentity(join="broadcast")
+
+
+# ----- streaming: copies within the window ----------------------------------------------------------
+
+NOW_MS = int(time.time() * 1000)
+
+
+def _at(ms: int) -> str:
+    return Timestamp(micros=ms * 1000).to_rfc3339()
+
+
+def _stream_of_copies():
+    original = validate_event(call(messageId="m-1", timestamp=_at(NOW_MS)))
+    copy = validate_event(call(messageId="m-1", timestamp=_at(NOW_MS)))
+    other = validate_event(call(messageId="m-2", timestamp=_at(NOW_MS + 10)))
+    stream = TestStream()
+    for event, watermark in ((original, NOW_MS + 1), (copy, NOW_MS + 2), (other, NOW_MS + 20), (copy, NOW_MS + 30)):
+        stream.add_elements([beam.window.TimestampedValue(event, event.timestamp_ms / 1000)])
+        stream.advance_watermark_to(Timestamp(micros=watermark * 1000))
+    return stream.advance_watermark_to_infinity()
+
+
+def test_streaming_drops_copies_released_within_the_window():
+    with Tally() as tally:
+        with streaming_pipeline() as p:
+            out = (p | _stream_of_copies() | EnrichIdentity(dedup_window_seconds=600)).events | beam.Map(
+                lambda e: event_id(e.original))
+            assert_that(out, equal_to(["m-1", "m-2"]))
+    assert tally["duplicate"] == 2
+
+
+def test_streaming_with_no_window_sends_every_copy():
+    with streaming_pipeline() as p:
+        out = (p | _stream_of_copies() | EnrichIdentity(dedup_window_seconds=0)).events | beam.Map(
+            lambda e: event_id(e.original))
+        assert_that(out, equal_to(["m-1", "m-1", "m-2", "m-1"]))
+
+
+# ----- select to send -------------------------------------------------------------------------------
+
+def test_select_to_send_keeps_the_slice_and_skips_what_the_ledger_settled(tmp_path):
+    days = ["2024-02-29T23:59:59.999Z", "2024-03-01T00:00:00Z", "2024-03-15T12:00:00Z", "2024-04-01T00:00:00Z"]
+    events = [validate_event(call(messageId=f"m-{n}", timestamp=day)) for n, day in enumerate(days)]
+    events.append(validate_event(call(messageId="settled", timestamp="2024-03-10T00:00:00Z")))
+    writer = LedgerWriter(str(tmp_path / "ledger"), "earlier-run")
+    writer.record(ledger_key("settled"))
+    writer.close()
+    march = TimeRange(parse_utc_time("2024-03-01"), parse_utc_time("2024-04-01"))
+    with Tally() as tally:
+        with batch_pipeline() as p:
+            kept = (p | beam.Create(events)
+                    | SelectToSend(march, tuple(settled_files(str(tmp_path / "ledger"))))
+                    | beam.Map(lambda e: e.original["messageId"]))
+            assert_that(kept, equal_to(["m-1", "m-2"]))
+    assert (tally["out_of_range"], tally["skipped_ledger"]) == (2, 1)
