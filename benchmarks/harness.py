@@ -296,3 +296,55 @@ def busiest_window(times: list[float], seconds: float = 1.0) -> tuple[int, float
         if end - start + 1 > best:
             best, best_start = end - start + 1, times[start] - times[0]
     return best, best_start
+
+
+def timed_in(root: Path, args: list[str], timeout: float) -> Run:
+    """Like ``timed``, run from another checkout of the project (``git worktree``): that checkout's
+    code is imported, not this one's."""
+    environ = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        process = subprocess.Popen(args, cwd=root, env=environ, stdout=out, stderr=err)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                raise TimeoutError(f"{args[:4]} ran over {timeout} s")
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read(), err.read(),
+                   process.returncode)
+
+
+def run_pipeline_in(root: Path, args: list[str], timeout: float = 3600) -> tuple[Run, dict]:
+    """``run_pipeline`` with the code of another checkout (``root``), e.g. an older commit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        run = timed_in(root, [PYTHON, "-m", "pipeline", *args, "--summary", str(summary_path),
+                              "--dead_letter", f"{tmp}/dead/"], timeout)
+        if run.returncode != 0:
+            raise RuntimeError(f"pipeline at {root} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        return run, json.loads(summary_path.read_text())
+
+
+def sorted_lines_md5(paths: list[Path]) -> tuple[str, int]:
+    """MD5 of the lines of ``paths`` sorted bytewise (``LC_ALL=C sort | md5sum``), and how many
+    lines: equal for two runs that wrote the same lines in any order, into any number of files."""
+    import hashlib
+
+    digest, lines = hashlib.md5(), 0
+    with subprocess.Popen(["sort", "-S", "25%", *map(str, paths)], stdout=subprocess.PIPE,
+                          env=dict(os.environ, LC_ALL="C")) as sort:
+        assert sort.stdout is not None
+        for line in sort.stdout:
+            digest.update(line)
+            lines += 1
+    if sort.returncode != 0:
+        raise RuntimeError(f"sort failed ({sort.returncode})")
+    return digest.hexdigest(), lines
