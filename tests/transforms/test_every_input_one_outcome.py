@@ -30,8 +30,10 @@ from transforms.map_to_woopra import MapToWoopra
 from transforms.parse_events import invalid_dead_letter
 from transforms.rules.consent import ConsentPolicy, decide_consent
 from transforms.rules.dead_letters import DeadLetter, to_json_line
+from transforms.rules.event_id import event_id, first_copy, ledger_key
 from transforms.rules.events import MAX_DEPTH, Event, InvalidInput, NotReplayed, RawInput, Unsupported, parse_input
 from transforms.rules.identity import IdentityFact, IdentityTimeline, merge_spans, with_known_identity
+from transforms.rules.time_range import TimeRange
 from transforms.rules.woopra_mapping import MAX_URL_BYTES, Skipped, WoopraSettings, build_request
 
 NOW_MS = 1_780_000_000_000
@@ -128,6 +130,8 @@ def outcome_of(raw: RawInput) -> str:
     decision = decide_consent(result.original, POLICY)
     if not decision.outcome.allowed:
         return decision.outcome.value
+    assert len(ledger_key(event_id(result.original))) == 32  # each event once, and the ledger's key
+    assert first_copy([result, result]) is result
     fact = IdentityFact.of(result)
     timeline = IdentityTimeline.build(merge_spans([(fact.at_ms, fact.at_ms)], 30 * 86_400_000), [fact])
     enriched = with_known_identity(result, timeline.at(result.timestamp_ms))
@@ -306,13 +310,44 @@ def test_the_whole_graph_accounts_for_every_input(tmp_path_factory, inputs):
     assert len(requests) == summary["would_send"]
 
 
-def run_graph(folder: Path, lines: list[bytes]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+@settings(max_examples=3, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(st.tuples(events.map(lambda e: as_text(e, False)), st.integers(1, 3)), min_size=5, max_size=15),
+       st.randoms(use_true_random=False), st.integers(0, 2 * 10**12))
+def test_copies_and_a_slice_change_nothing_but_the_counts(tmp_path_factory, lines_and_copies, rng, start_ms):
+    """The same lines once, or each repeated and shuffled: the job sends the same requests, and
+    every copy is one more ``duplicate`` or is counted as its first was; a slice only moves events
+    to ``out_of_range``."""
+    once = [line.encode("utf-8", "surrogatepass") for line, _ in lines_and_copies if line is not None]
+    once = [line for line in dict.fromkeys(line.replace(b"\n", b" ").replace(b"\r", b" ") for line in once)
+            if line.strip()]
+    repeated = [line for line, (_, copies) in zip(once, lines_and_copies, strict=False) for _ in range(copies)]
+    rng.shuffle(repeated)
+    time_range = TimeRange(start_ms=start_ms)
+    summary_once, _, sent_once = run_graph(tmp_path_factory.mktemp("once"), once, time_range)
+    summary_repeated, _, sent_repeated = run_graph(tmp_path_factory.mktemp("repeated"), repeated, time_range)
+    assert summary_once["balanced"] and summary_repeated["balanced"]
+    assert sorted(map(without_read_time, sent_once)) == sorted(map(without_read_time, sent_repeated))
+    assert summary_repeated["read"] == len(repeated)
+    assert summary_repeated["out_of_range"] == summary_once["out_of_range"]
+    assert summary_repeated["duplicate"] - summary_once["duplicate"] <= len(repeated) - len(once)
+
+
+def without_read_time(request_line: str) -> str:
+    """A request without its ``timestamp``: an event without one is stamped with the run's read time."""
+    request = json.loads(request_line)
+    request["params"].pop("timestamp", None)
+    return json.dumps(request, sort_keys=True)
+
+
+def run_graph(folder: Path, lines: list[bytes], time_range: TimeRange | None = None
+              ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """The job's graph (a dry run) over a file of ``lines``: its summary, dead letters and requests."""
     (folder / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     job = JobSettings(
         source_kind="files", source=str(folder / "in.jsonl"), streaming=False, woopra=SETTINGS,
         consent=POLICY, delivery=DeliverySettings(), identity_ttl_days=30, dead_letter=str(folder / "dead") + "/",
-        dry_run=str(folder / "requests") + "/", summary=None)
+        dry_run=str(folder / "requests") + "/", summary=None, time_range=time_range or TimeRange())
     result = build_pipeline(batch_pipeline(), job).run()
     result.wait_until_finish()
     summary = build_summary(counters_from_result(result), True, 1.0)
