@@ -2,10 +2,12 @@
 
 Shows what the job does with each event of a file (read as the job reads it: JSON lines, ``.gz``
 too, or Parquet), stage by stage, as Datafly Signal's event debugger does: the input, the parse
-result, the consent decision, the identity applied, the Woopra mapping and the exact request;
-with ``--send`` it sends the request and shows Woopra's answer. Every stage runs the job's own
-rules (``transforms/``) with the job's own option validation, so what the debugger shows is what
-the job would do. Personal data (emails, IPs, cookies) is redacted unless ``--show-pii`` is given.
+result, the consent decision, the identity applied (each event id once: a later copy is a
+``duplicate``), the backfill's selection (``--start``/``--end``, ``--ledger``), the Woopra mapping
+and the exact request; with ``--send`` it sends the request and shows Woopra's answer. Every stage
+runs the job's own rules (``transforms/``) with the job's own option validation, so what the
+debugger shows is what the job would do. Personal data (emails, IPs, cookies) is redacted unless
+``--show-pii`` is given.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from pipeline.config import ConfigError
 from pipeline.files import as_os_error
 from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.tools.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
+from transforms.delivery.ledger import key_number, read_settled, settled_files
 from transforms.delivery.retry import RetryPolicy
 from transforms.read_events import json_line_records, records_from_path
 from transforms.rules.consent import ConsentDecision, ConsentPolicy, decide_consent
 from transforms.rules.dead_letters import RESPONSE_BODY_LIMIT, cut_utf8
+from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, ledger_key
 from transforms.rules.events import (
     Event,
     InvalidInput,
@@ -44,6 +48,7 @@ from transforms.rules.events import (
 )
 from transforms.rules.identity import MS_PER_DAY, VisitorIdentity, identity_steps
 from transforms.rules.outcomes import Outcome
+from transforms.rules.time_range import TimeRange
 from transforms.rules.woopra_mapping import (
     PRESET_EVENTS,
     Skipped,
@@ -82,6 +87,78 @@ class IdentityTrace:
     reset: bool = False  # the visitor was idle longer than --identity_ttl_days before this event
 
 
+@dataclass(frozen=True)
+class CopiesTrace:
+    """A consented event's id and the copies of it in the file: the job sends one of them."""
+
+    event_id: str
+    from_message_id: bool  # False: a hash of the content (the event has no messageId)
+    indexes: tuple[int, ...]  # the file positions of every copy, this one included
+    sent_index: int  # the copy the job sends (``first_copy``); the others are counted duplicate
+
+
+@dataclass(frozen=True)
+class SelectTrace:
+    """The Select to send stage of one event: on to the mapping, or why not (the job's ``SelectToSend``)."""
+
+    outcome: Outcome | None  # OUT_OF_RANGE or SKIPPED_LEDGER; None: on to the mapping
+    detail: str
+    ledger_key: str | None = None  # with --ledger: what the ledger records for this event
+
+
+@dataclass(frozen=True)
+class SendSelection:
+    """The job's Select to send: the ``--start``/``--end`` slice and the ``--ledger`` keys read at launch."""
+
+    time_range: TimeRange = TimeRange()
+    ledger: str | None = None
+    settled: frozenset[int] = frozenset()
+    ledger_files: int = 0
+
+    @property
+    def applies(self) -> bool:
+        """True when the job has the step (a slice or a ledger was given)."""
+        return self.time_range.bounded or self.ledger is not None
+
+    def select(self, event: Event) -> SelectTrace:
+        """What the job's ``SelectToSend`` does with ``event``: the slice first, then the ledger."""
+        key = ledger_key(event_id(event.original)) if self.ledger is not None else None
+        when = iso_time(event.timestamp_ms)
+        if not self.time_range.contains(event.timestamp_ms):
+            return SelectTrace(Outcome.OUT_OF_RANGE, f"event time {when} is outside {self._slice()}", key)
+        if key is not None and key_number(key) in self.settled:
+            return SelectTrace(Outcome.SKIPPED_LEDGER, f"an earlier run settled it: its ledger key {key} is in "
+                                                       f"{self._ledger()}", key)
+        reasons = [f"event time {when} is in {self._slice()}"] if self.time_range.bounded else []
+        if key is not None:
+            reasons.append(f"its ledger key {key} is not in {self._ledger()}")
+        return SelectTrace(None, "; ".join(reasons), key)
+
+    def _slice(self) -> str:
+        start, end = self.time_range.start_ms, self.time_range.end_ms
+        since = f"from {iso_time(start)} (--start, inclusive)" if start is not None else "from any time"
+        until = f" to {iso_time(end)} (--end, exclusive)" if end is not None else " on (no --end)"
+        return f"the slice {since}{until}"
+
+    def _ledger(self) -> str:
+        files = "file" if self.ledger_files == 1 else "files"
+        return f"--ledger {self.ledger} ({len(self.settled)} keys in {self.ledger_files} {files} at launch)"
+
+
+def send_selection(job: JobSettings) -> SendSelection:
+    """The job's slice and the keys of its ledger files as the job reads them at launch."""
+    if job.ledger is None:
+        return SendSelection(job.time_range)
+    files = settled_files(job.ledger)
+    try:
+        settled = read_settled(files)
+    except GoogleAPIError as exc:
+        raise DebugOptionsError(f"cannot read --ledger {job.ledger}: {as_os_error(exc, job.ledger).strerror}") from None
+    except OSError as exc:
+        raise DebugOptionsError(f"cannot read --ledger {job.ledger}: {exc.strerror or exc}") from None
+    return SendSelection(job.time_range, job.ledger, frozenset(settled), len(files))
+
+
 @dataclass
 class EventTrace:
     """Everything the debugger found out about one input."""
@@ -91,10 +168,17 @@ class EventTrace:
     input: Any  # the decoded object (a Parquet row as the job decodes it), or the text when it is not JSON
     parse: Any = None  # Event | InvalidInput | Unsupported | NotReplayed
     consent: ConsentDecision | None = None
+    copies: CopiesTrace | None = None  # consented events: the event id and its copies in the file
     identity: IdentityTrace | None = None
     enriched: Event | None = None
+    select: SelectTrace | None = None  # with --start/--end or --ledger, for events identity passed on
     mapping: WoopraRequest | Skipped | None = None
     response: Any = None  # DeliveryOutcome, with --send
+
+    @property
+    def duplicate(self) -> bool:
+        """True when another copy of this event (same id) is the one the job sends."""
+        return self.copies is not None and self.copies.sent_index != self.index
 
     @property
     def outcome(self) -> Outcome:
@@ -107,6 +191,10 @@ class EventTrace:
             return Outcome.SKIPPED_REPLAY
         if self.consent is not None and not self.consent.outcome.allowed:
             return Outcome(self.consent.outcome.value)
+        if self.duplicate:
+            return Outcome.DUPLICATE
+        if self.select is not None and self.select.outcome is not None:
+            return self.select.outcome
         if isinstance(self.mapping, Skipped):
             return Outcome(self.mapping.reason)
         if self.response is not None:
@@ -170,31 +258,59 @@ def _decoded(payload: str | bytes | dict[str, Any]) -> Any:
 def trace_events(
     inputs: Sequence[RawInput], woopra: WoopraSettings, consent: ConsentPolicy, ttl_days: float,
     replay_reasons: frozenset[str] | None = None, now_ms: int | None = None,
+    selection: SendSelection | None = None,
 ) -> list[EventTrace]:
-    """Run parse, consent, identity and mapping over a file's inputs as the batch job would.
+    """Run parse, consent, identity, select to send and mapping over a file's inputs as the batch job would.
 
-    Identity is applied per visitor in event-time order over the consented events (the job's
-    consent filter runs before identity), so a call carries what earlier calls of the same
-    visitor in the file said, wherever they appear in the file.
+    As in the job, identity takes each event id once: of the consented copies of one id only the
+    one the job sends (``first_copy``) goes on, and only its facts count; the others are
+    ``duplicate``. Identity is applied per visitor in event-time order, so a call carries what
+    earlier calls of the same visitor in the file said, wherever they appear in the file. The
+    slice and the ledger (``selection``) come after identity: an event they hold back still taught
+    identity what its visitor said.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    selection = selection or SendSelection()
     traces: list[EventTrace] = []
-    by_visitor: dict[str, list[EventTrace]] = {}
+    copies: dict[str, list[EventTrace]] = {}
     for index, raw in enumerate(inputs, start=1):
         trace = EventTrace(index, raw.source, _decoded(raw.payload))
         trace.parse = parse_input(raw, now_ms, replay_reasons)
         if isinstance(trace.parse, Event):
             trace.consent = decide_consent(trace.parse.original, consent)
             if trace.consent.outcome.allowed:
-                by_visitor.setdefault(trace.parse.visitor, []).append(trace)
+                copies.setdefault(event_id(trace.parse.original), []).append(trace)
         traces.append(trace)
+    by_visitor: dict[str, list[EventTrace]] = {}
+    for key, same_id in copies.items():
+        sent = _sent_copy(same_id)
+        found = CopiesTrace(key, _from_message_id(key, sent.parse), tuple(t.index for t in same_id), sent.index)
+        for trace in same_id:
+            trace.copies = found
+        by_visitor.setdefault(sent.parse.visitor, []).append(sent)
     ttl_ms = int(ttl_days * MS_PER_DAY)
     for visitor, visits in by_visitor.items():
-        _apply_identity(visitor, sorted(visits, key=lambda t: t.parse.timestamp_ms), ttl_ms)
+        _apply_identity(visitor, sorted(visits, key=lambda t: (t.parse.timestamp_ms, t.index)), ttl_ms)
     for trace in traces:
-        if trace.enriched is not None:
-            trace.mapping = build_request(trace.enriched, woopra, now_ms)
+        if trace.enriched is None:
+            continue
+        if selection.applies:
+            trace.select = selection.select(trace.enriched)
+            if trace.select.outcome is not None:
+                continue
+        trace.mapping = build_request(trace.enriched, woopra, now_ms)
     return traces
+
+
+def _sent_copy(same_id: list[EventTrace]) -> EventTrace:
+    """Of the traces of one event id, the one whose event the job sends (``first_copy``)."""
+    chosen = first_copy(trace.parse for trace in same_id)
+    return next(trace for trace in same_id if trace.parse is chosen)
+
+
+def _from_message_id(key: str, event: Event) -> bool:
+    """Whether the event id is the event's ``messageId`` (else a hash of its content)."""
+    return not key.startswith(CONTENT_PREFIX) or event.original.get("messageId") == key
 
 
 def _apply_identity(visitor: str, visits: list[EventTrace], ttl_ms: int) -> None:
@@ -311,11 +427,17 @@ def _input_lines(shown: Any) -> list[str]:
 def format_trace(
     trace: EventTrace, total: int, settings: WoopraSettings, consent: ConsentPolicy, show_pii: bool
 ) -> str:
-    """The plain-text debugger view of one event, stage by stage."""
+    """The plain-text debugger view of one event, stage by stage (numbered in the order shown)."""
     lines: list[str] = []
     pad = " " * LABEL_WIDTH
+    shown_stages = 0
 
-    def stage(label: str, first: str, *more: str) -> None:
+    def stage(name: str, first: str, *more: str) -> None:
+        nonlocal shown_stages
+        label = ""
+        if name:  # no name: more of the stage above
+            shown_stages += 1
+            label = f"{shown_stages} {name}"
         lines.append(f"{label:<{LABEL_WIDTH}}{first}")
         lines.extend(pad + line for line in more)
 
@@ -323,7 +445,7 @@ def format_trace(
     lines += [title, "─" * max(len(title), 60)]
     shown_input = trace.input if show_pii else (
         redact_event(trace.input) if not isinstance(trace.input, str) else redact_text(trace.input))
-    stage("1 Input", *_input_lines(shown_input))
+    stage("Input", *_input_lines(shown_input))
     if is_dead_letter(trace.input):
         record = trace.input
         status = f", HTTP {record.get('status')}" if record.get("status") else ""
@@ -332,23 +454,23 @@ def format_trace(
 
     parsed = trace.parse
     if isinstance(parsed, InvalidInput):
-        stage("2 Parse", f"{parsed.reason}: {parsed.error if show_pii else redact_text(parsed.error)}",
+        stage("Parse", f"{parsed.reason}: {parsed.error if show_pii else redact_text(parsed.error)}",
               f"→ dead letter, reason {parsed.reason}")
     elif isinstance(parsed, Unsupported):
-        stage("2 Parse", f"{parsed.type} call: Woopra has no equivalent → counted unsupported, not sent")
+        stage("Parse", f"{parsed.type} call: Woopra has no equivalent → counted unsupported, not sent")
     elif isinstance(parsed, NotReplayed):
-        stage("2 Parse", f"dead letter of reason {parsed.reason}: not in --replay_reasons → skipped_replay")
+        stage("Parse", f"dead letter of reason {parsed.reason}: not in --replay_reasons → skipped_replay")
     else:
         what = f'{parsed.type} "{parsed.name}"' if parsed.type == "track" else f"{parsed.type} call"
         time_note = "" if parsed.original.get("timestamp") is not None else " (no timestamp: read time)"
-        stage("2 Parse", f"ok: {what}", f"visitor {parsed.visitor}" + (
+        stage("Parse", f"ok: {what}", f"visitor {parsed.visitor}" + (
             " (anonymousId)" if parsed.original.get("anonymousId") else " (userId: no anonymousId)"),
             f"event time {iso_time(parsed.timestamp_ms)}{time_note}")
 
     if trace.consent is not None:
         decision = trace.consent
         verdict = "allowed" if decision.outcome.allowed else "filtered, not sent"
-        stage("3 Consent", f"{decision.outcome.value}: {decision.detail} ({verdict})",
+        stage("Consent", f"{decision.outcome.value}: {decision.detail} ({verdict})",
               f"read from {decision.shape or 'nowhere: the event has no context.consent'}; required: "
               f"{', '.join(consent.required)}; without information: {consent.default}")
 
@@ -362,16 +484,31 @@ def format_trace(
         if not any(v.name == "cookie" for v in values):
             rows.append(f"{'cookie':<{width}}  {'(none)':<{value_width}}  Woopra merges on cv_id/cv_email")
         reset = ["(idle longer than --identity_ttl_days: earlier traits forgotten)"] if identity.reset else []
-        stage("4 Identity", f"visitor's event {identity.position} of {identity.of} in event-time order",
-              *reset, *rows)
+        stage("Identity", f"visitor's event {identity.position} of {identity.of} in event-time order",
+              *_copies_lines(trace), *reset, *rows)
+    elif trace.duplicate and trace.copies is not None:
+        stage("Identity", f"duplicate: event {trace.copies.sent_index} of the file is the copy of this event the "
+                          "job sends", *_copies_lines(trace),
+              "(of the copies of one id the job sends the one with the earliest event time, then the least by what "
+              "it says about its visitor; this copy teaches identity nothing)")
+
+    if trace.select is not None:
+        select = trace.select
+        if select.outcome is Outcome.OUT_OF_RANGE:
+            stage("Select", f"out_of_range: {select.detail} (not sent)",
+                  "(identity still learned from it: the job selects after identity)")
+        elif select.outcome is Outcome.SKIPPED_LEDGER:
+            stage("Select", f"skipped_ledger: {select.detail} (not sent)")
+        else:
+            stage("Select", f"to send: {select.detail}")
 
     if trace.mapping is not None and trace.enriched is not None:
         if isinstance(trace.mapping, Skipped):
-            stage("5 Mapping", f"skipped: {trace.mapping.reason}: {trace.mapping.error}",
+            stage("Mapping", f"skipped: {trace.mapping.reason}: {trace.mapping.error}",
                   *(["→ dead letter, reason too_large"] if trace.mapping.reason == "too_large" else []))
         else:
             request = trace.mapping
-            stage("5 Mapping", f"WoopraRequest: {_mapping_note(trace.enriched, settings)}")
+            stage("Mapping", f"WoopraRequest: {_mapping_note(trace.enriched, settings)}")
             params = list(request.params) if show_pii else redact_params(request.params)
             url = request.full_url() if show_pii else redacted_url(request.url, request.params)
             key_width = max(len(key) for key, _ in params)
@@ -381,11 +518,23 @@ def format_trace(
                 param_rows.append(f"  {key:<{key_width}}  {value}{note}")
             headers = [f"  {name}: {value}" for name, value in request.headers.items()] or [
                 "  (no User-Agent in the event: the pipeline's own is sent)"]
-            stage("6 Request", f"GET {url}", f"params ({len(params)})", *param_rows, "headers", *headers)
-            stage("7 Response", *_response_lines(trace.response, show_pii))
+            stage("Request", f"GET {url}", f"params ({len(params)})", *param_rows, "headers", *headers)
+            stage("Response", *_response_lines(trace.response, show_pii))
     meaning = trace.outcome.meaning
     lines.append(f"{'Outcome':<{LABEL_WIDTH}}{trace.outcome}" + (f": {meaning}" if meaning else ""))
     return "\n".join(lines)
+
+
+def _copies_lines(trace: EventTrace) -> list[str]:
+    """The event id, and the other copies of it in the file if there are any."""
+    copies = trace.copies
+    if copies is None or (len(copies.indexes) == 1 and not trace.duplicate):
+        return []
+    how = "its messageId" if copies.from_message_id else "a hash of its content: no messageId"
+    others = [i for i in copies.indexes if i != copies.sent_index]
+    counted = f"event{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} counted duplicate"
+    sent = "this one" if copies.sent_index == trace.index else f"event {copies.sent_index}"
+    return [f"event id {copies.event_id} ({how}): {len(copies.indexes)} copies in the file, {sent} sent, {counted}"]
 
 
 def _response_lines(outcome: Any, show_pii: bool) -> list[str]:
@@ -419,6 +568,10 @@ def trace_record(trace: EventTrace, show_pii: bool) -> dict[str, Any]:
     if trace.consent is not None:
         record["consent"] = {"outcome": trace.consent.outcome.value, "allowed": trace.consent.outcome.allowed,
                              "shape": trace.consent.shape, "detail": trace.consent.detail}
+    if trace.copies is not None:
+        record["copies"] = {"event_id": trace.copies.event_id, "from_message_id": trace.copies.from_message_id,
+                            "indexes": list(trace.copies.indexes), "sent_index": trace.copies.sent_index,
+                            "duplicate": trace.duplicate}
     if trace.identity is not None:
         record["identity"] = {
             "visitor": trace.identity.visitor, "position": trace.identity.position, "of": trace.identity.of,
@@ -427,6 +580,9 @@ def trace_record(trace: EventTrace, show_pii: bool) -> dict[str, Any]:
                         "from_index": v.from_index, "at": iso_time(v.at_ms) if v.at_ms is not None else None}
                        for v in trace.identity.values],
         }
+    if trace.select is not None:
+        record["select"] = {"result": str(trace.select.outcome or "to_send"), "detail": trace.select.detail,
+                            "ledger_key": trace.select.ledger_key}
     if isinstance(trace.mapping, Skipped):
         record["mapping"] = {"result": "skipped", "reason": trace.mapping.reason, "error": trace.mapping.error}
     elif isinstance(trace.mapping, WoopraRequest):
@@ -462,7 +618,8 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     add("event_file", metavar="EVENT_FILE|-",
         help="An input file of the job (JSON lines, .gz too, or Parquet), one JSON object or array, or - for stdin.")
     for flag in ("--config", "--woopra_project", "--woopra_endpoint", "--woopra_timeout", "--consent_categories",
-                 "--consent_default", "--identity_ttl_days", "--request_timeout", "--replay_reasons"):
+                 "--consent_default", "--identity_ttl_days", "--request_timeout", "--replay_reasons", "--start",
+                 "--end", "--ledger"):
         add(flag, help="As for the job (python -m pipeline --help).")
     add("--send", action="store_true", help="Really send each request (once, no retry) and show the response.")
     add("--show-pii", "--show_pii", dest="show_pii", action="store_true",
@@ -487,10 +644,11 @@ def selected_positions(value: str | None, total: int) -> set[int] | None:
 
 
 def job_settings(args: argparse.Namespace) -> JobSettings:
-    """The job's own validation of the mapping flags (``--input`` is a stand-in: nothing is read)."""
+    """The job's own validation of the flags it shares (``--input`` is a stand-in: nothing is read)."""
     flags = ["--input=-"]
     for name in ("config", "woopra_project", "woopra_endpoint", "woopra_timeout", "consent_categories",
-                 "consent_default", "identity_ttl_days", "request_timeout", "replay_reasons"):
+                 "consent_default", "identity_ttl_days", "request_timeout", "replay_reasons", "start", "end",
+                 "ledger"):
         value = getattr(args, name)
         if value is not None:
             flags.append(f"--{name}={value}")
@@ -502,13 +660,14 @@ def run(argv: Sequence[str]) -> int:
     try:
         args = parse_arguments(argv)
         job = job_settings(args)
+        selection = send_selection(job)
         inputs = read_inputs(args.event_file)
         shown = selected_positions(args.events, len(inputs))
     except (DebugOptionsError, OptionsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     replay = frozenset(job.replay_reasons) if job.replay_reasons is not None else None
-    every = trace_events(inputs, job.woopra, job.consent, job.identity_ttl_days, replay)
+    every = trace_events(inputs, job.woopra, job.consent, job.identity_ttl_days, replay, selection=selection)
     traces = [t for t in every if shown is None or t.index in shown]
     if args.send:
         send_requests(traces, job.delivery.request_timeout)

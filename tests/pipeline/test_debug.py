@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import re
@@ -15,9 +16,11 @@ import pytest
 
 from pipeline.tools import debug
 from tests.conftest import ROOT, SAMPLES, subprocess_env
-from tests.e2e.test_end_to_end import SEED_PURCHASE, SEED_USER_AGENT
+from tests.e2e.test_end_to_end import SEED_PURCHASE, SEED_USER_AGENT, read_jsonl, run_pipeline
 from transforms.rules.consent import ConsentPolicy
+from transforms.rules.event_id import event_id, ledger_key
 from transforms.rules.events import RawInput
+from transforms.rules.outcomes import Outcome
 from transforms.rules.woopra_mapping import WoopraRequest, WoopraSettings
 from woopra_standin import Rule
 
@@ -319,3 +322,164 @@ def test_a_one_line_file_is_named_by_its_line_as_the_job_names_it(tmp_path):
     with gzip.open(path, "wt") as handle:
         handle.write(json.dumps(SEED_ORDER) + "\n")
     assert [r.source for r in debug.read_inputs(str(path))] == [f"{path}:1"]
+
+
+# ----- a backfill's outcomes: duplicate, out_of_range, skipped_ledger --------------------------------
+
+def copy_of(event: dict, **changes) -> dict:
+    return {**event, **changes}
+
+
+def test_a_later_copy_is_a_duplicate_naming_the_copy_sent_and_teaching_identity_nothing():
+    # The identify again, later and saying something else: a copy of one id, so only the first counts.
+    resent_identify = copy_of(SEED_IDENTIFY, messageId="id-1", timestamp="2026-03-02T09:19:00.000Z",
+                              traits={"email": "other@example.com", "plan": "pro"})
+    identify, order, resent = trace(copy_of(SEED_IDENTIFY, messageId="id-1"), SEED_ORDER, resent_identify)
+    assert resent.outcome == "duplicate" and resent.identity is None and resent.mapping is None
+    assert (resent.copies.sent_index, resent.copies.indexes, resent.copies.event_id) == (1, (1, 3), "id-1")
+    assert identify.outcome == "would_send" and not identify.duplicate
+    params = dict(order.mapping.params)
+    assert params["cv_email"] == "jane.doe@example.com" and "cv_plan" not in params  # the copy taught nothing
+    assert (order.identity.position, order.identity.of) == (2, 2)
+
+    text = debug.format_trace(resent, 3, SETTINGS, ConsentPolicy(), False)
+    assert "4 Identity  duplicate: event 1 of the file is the copy of this event the job sends" in text
+    assert "event id id-1 (its messageId): 2 copies in the file, event 1 sent, event 3 counted duplicate" in text
+    assert "Mapping" not in text and "Request" not in text
+    assert text.endswith("Outcome     duplicate: another copy of this event (same id) is sent instead: counted, "
+                         "not sent")
+    sent_text = debug.format_trace(identify, 3, SETTINGS, ConsentPolicy(), False)
+    assert "2 copies in the file, this one sent, event 3 counted duplicate" in sent_text
+
+
+def test_the_copy_sent_is_the_jobs_first_copy_not_the_first_line_and_ids_without_message_id_hash_content():
+    later_in_file_earlier_in_time = copy_of(SEED_ORDER, timestamp="2026-03-02T09:20:00.000Z")
+    no_id = {k: v for k, v in SEED_ORDER.items() if k != "messageId"}
+    denied = copy_of(SEED_ORDER, messageId="denied", context={"consent": {"analytics": False}})
+    traces = trace(SEED_ORDER, later_in_file_earlier_in_time, no_id, dict(reversed(no_id.items())), denied, denied)
+    assert [t.outcome for t in traces] == ["duplicate", "would_send", "would_send", "duplicate",
+                                           "consent_denied", "consent_denied"]  # only consented calls are deduplicated
+    assert traces[0].copies.sent_index == 2
+    content = traces[3].copies
+    assert content.event_id.startswith("content:") and not content.from_message_id and content.sent_index == 3
+    text = debug.format_trace(traces[3], 6, SETTINGS, ConsentPolicy(), False)
+    assert f"event id {content.event_id} (a hash of its content: no messageId): 2 copies in the file" in text
+
+
+@pytest.fixture
+def slice_file(tmp_path):
+    """An identify before the slice, a purchase in it, a purchase after it."""
+    after = copy_of(SEED_ORDER, messageId="after", timestamp="2026-03-03T08:00:00.000Z")
+    path = tmp_path / "slice.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in (SEED_IDENTIFY, SEED_ORDER, after)))
+    return path
+
+
+def test_out_of_range_events_are_shown_and_still_teach_identity(slice_file, capsys):
+    flags = [str(slice_file), "--woopra_project", "p", "--start", "2026-03-02T09:20:00Z", "--end", "2026-03-03"]
+    assert debug.run([*flags, "--json"]) == 0
+    identify, order, after = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (identify["outcome"], order["outcome"], after["outcome"]) == ("out_of_range", "would_send", "out_of_range")
+    assert identify["select"]["result"] == "out_of_range" and "request" not in identify
+    assert "identity" in identify  # the job selects after identity
+    assert order["select"] == {"result": "to_send", "ledger_key": None, "detail":
+                               "event time 2026-03-02T09:21:47.005Z is in the slice from 2026-03-02T09:20:00.000Z "
+                               "(--start, inclusive) to 2026-03-03T00:00:00.000Z (--end, exclusive)"}
+    assert order["request"]["params"]["cv_email"] == "j***@example.com"  # from the identify before the slice
+
+    assert debug.run(flags) == 0
+    first, second, third = capsys.readouterr().out.split("\nEvent ")
+    assert ("5 Select    out_of_range: event time 2026-03-02T09:18:05.000Z is outside the slice from "
+            "2026-03-02T09:20:00.000Z (--start, inclusive) to 2026-03-03T00:00:00.000Z (--end, exclusive) "
+            "(not sent)") in first
+    assert "(identity still learned from it: the job selects after identity)" in first
+    assert "4 Identity" in first and "Mapping" not in first
+    assert "Outcome     out_of_range: its event time is outside --start/--end: counted, not sent" in first
+    assert "5 Select    to send: event time 2026-03-02T09:21:47.005Z is in the slice" in second
+    assert "6 Mapping" in second and "7 Request" in second and "8 Response" in second
+    assert "Outcome     out_of_range" in third
+
+
+def write_ledger(folder, *events: dict) -> None:
+    """A ledger file as the job writes it: one ledger_key a line."""
+    folder.mkdir()
+    keys = [ledger_key(event_id(event)) for event in events]
+    (folder / "settled-run-1-abc.ids").write_text("".join(key + "\n" for key in keys))
+
+
+def test_settled_events_are_skipped_ledger_and_the_others_say_they_are_not_in_it(slice_file, tmp_path, capsys):
+    write_ledger(tmp_path / "ledger", SEED_ORDER)
+    flags = [str(slice_file), "--woopra_project", "p", "--ledger", str(tmp_path / "ledger")]
+    assert debug.run([*flags, "--json"]) == 0
+    identify, order, after = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    key = ledger_key(SEED_ORDER["messageId"])
+    assert (identify["outcome"], order["outcome"], after["outcome"]) == ("would_send", "skipped_ledger", "would_send")
+    assert order["select"]["result"] == "skipped_ledger" and order["select"]["ledger_key"] == key
+    assert "request" not in order and "identity" in order
+    assert after["request"]["params"]["cv_email"] == "j***@example.com"
+
+    assert debug.run([*flags, "--events", "2,3"]) == 0
+    order_text, after_text = capsys.readouterr().out.split("\nEvent ")
+    assert (f"5 Select    skipped_ledger: an earlier run settled it: its ledger key {key} is in --ledger "
+            f"{tmp_path / 'ledger'} (1 keys in 1 file at launch) (not sent)") in order_text
+    assert "Outcome     skipped_ledger: an earlier run settled this event (its id is in --ledger)" in order_text
+    assert "5 Select    to send: its ledger key " in after_text and " is not in --ledger " in after_text
+
+
+def test_a_missing_ledger_folder_settles_nothing_and_is_not_created(slice_file, tmp_path, capsys):
+    assert debug.run([str(slice_file), "--woopra_project", "p", "--ledger", str(tmp_path / "new"), "--json"]) == 0
+    assert {json.loads(line)["outcome"] for line in capsys.readouterr().out.splitlines()} == {"would_send"}
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--start", "yesterday"], "--start: 'yesterday' is not an ISO 8601 date or date-time"),
+    (["--start", "2026-03-02", "--end", "2026-03-01"], "--end must be after --start"),
+    (["--ledger", "FILE"], "--ledger must be a folder"),
+])
+def test_bad_backfill_options_are_the_jobs_errors_in_one_line(seed_file, capsys, args, message):
+    args = [str(seed_file) if arg == "FILE" else arg for arg in args]
+    assert debug.run([str(seed_file), "--woopra_project", "p", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_the_debugger_counts_and_requests_are_the_jobs_dry_run(tmp_path, capsys):
+    """Copies, a slice and a ledger together: the debugger's outcomes are the job's summary, and the
+    requests it would send are the job's dry-run requests, identity included."""
+    events = [
+        copy_of(SEED_IDENTIFY, messageId="id-1"),
+        copy_of(SEED_IDENTIFY, messageId="id-1", timestamp="2026-03-02T09:19:00.000Z",
+                traits={"email": "other@example.com", "plan": "pro"}),  # a copy: teaches nothing
+        SEED_ORDER,
+        copy_of(SEED_ORDER, timestamp="2026-03-02T09:30:00.000Z"),  # a later copy of the purchase
+        copy_of(SEED_ORDER, messageId="settled", timestamp="2026-03-02T10:00:00.000Z"),
+        copy_of(SEED_ORDER, messageId="late", timestamp="2026-03-04T10:00:00.000Z"),  # after the slice
+        copy_of(SEED_IDENTIFY, messageId="id-2", timestamp="2026-03-05T10:00:00.000Z",
+                traits={"plan": "enterprise"}),  # after the slice too
+        {k: v for k, v in SEED_ORDER.items() if k not in ("messageId", "userId", "vendor_ids")},
+        {k: v for k, v in SEED_ORDER.items() if k not in ("messageId", "userId", "vendor_ids")},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    write_ledger(tmp_path / "ledger", events[4])
+    # The identify is before the slice: out_of_range, and still what the purchases carry.
+    shared = ["--woopra_project", "mywebsite.com", "--start", "2026-03-02T09:20:00Z", "--end", "2026-03-03",
+              "--ledger", str(tmp_path / "ledger")]
+
+    done = run_pipeline("--input", str(path), *shared, "--runner", "FnApiRunner",
+                        "--dry_run_output", str(tmp_path / "requests") + "/", "--dead_letter",
+                        str(tmp_path / "dead") + "/", "--summary", str(tmp_path / "summary.json"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+
+    assert debug.run([str(path), *shared, "--json", "--show-pii"]) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    counts = collections.Counter(s["outcome"] for s in shown)
+    assert counts == {"duplicate": 3, "out_of_range": 3, "skipped_ledger": 1, "would_send": 2}
+    assert summary["read"] == len(events) and summary["balanced"]
+    assert {str(o): summary[o] for o in Outcome if summary.get(o)} == counts
+    debugger_params = sorted(json.dumps(s["request"]["params"], sort_keys=True) for s in shown if "request" in s)
+    job_params = sorted(json.dumps(r["params"], sort_keys=True) for r in read_jsonl(tmp_path / "requests"))
+    assert debugger_params == job_params
+    assert {json.loads(p)["cv_email"] for p in job_params} == {"jane.doe@example.com"}
