@@ -141,8 +141,9 @@ class SendSelection:
         return f"the slice {since}{until}"
 
     def _ledger(self) -> str:
+        keys = "key" if len(self.settled) == 1 else "keys"
         files = "file" if self.ledger_files == 1 else "files"
-        return f"--ledger {self.ledger} ({len(self.settled)} keys in {self.ledger_files} {files} at launch)"
+        return f"--ledger {self.ledger} ({len(self.settled)} {keys} in {self.ledger_files} {files} at launch)"
 
 
 def send_selection(job: JobSettings) -> SendSelection:

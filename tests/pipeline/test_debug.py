@@ -421,7 +421,7 @@ def test_settled_events_are_skipped_ledger_and_the_others_say_they_are_not_in_it
     assert debug.run([*flags, "--events", "2,3"]) == 0
     order_text, after_text = capsys.readouterr().out.split("\nEvent ")
     assert (f"5 Select    skipped_ledger: an earlier run settled it: its ledger key {key} is in --ledger "
-            f"{tmp_path / 'ledger'} (1 keys in 1 file at launch) (not sent)") in order_text
+            f"{tmp_path / 'ledger'} (1 key in 1 file at launch) (not sent)") in order_text
     assert "Outcome     skipped_ledger: an earlier run settled this event (its id is in --ledger)" in order_text
     assert "5 Select    to send: its ledger key " in after_text and " is not in --ledger " in after_text
 
