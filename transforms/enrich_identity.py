@@ -48,7 +48,7 @@ from transforms.counters import counter
 from transforms.failures import StepFailures
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTERS
-from transforms.rules.event_id import event_id, fact_rank, first_copy
+from transforms.rules.event_id import event_id, first_copy, identity_rank
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
@@ -81,8 +81,7 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
 # ----- batch: the survey ----------------------------------------------------------------------------
 
 def _survey_record(event: Event) -> tuple[str, SurveyRecord]:
-    fact = IdentityFact.of(event)
-    return event_id(event.original), (fact_rank(fact), event.visitor, fact)
+    return event_id(event.original), (identity_rank(event), event.visitor, IdentityFact.of(event))
 
 
 class _SurveyFn(beam.DoFn):

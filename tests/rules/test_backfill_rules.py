@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, ledger_key
+from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, identity_rank, ledger_key
 from transforms.rules.events import Event
 from transforms.rules.time_range import TimeRange, parse_utc_time
 
@@ -83,3 +83,12 @@ def test_start_is_inclusive_and_end_exclusive():
 def test_end_must_come_after_start():
     with pytest.raises(ValueError, match="--end must be after --start"):
         TimeRange(2000, 2000)
+
+
+def test_copies_that_say_the_same_of_different_visitors_are_ordered_by_visitor_before_content():
+    # The survey keeps the least identity_rank; the copy sent must be that one's visitor.
+    a = Event(original={"type": "page", "messageId": "m", "anonymousId": "b", "z": 0}, type="page", visitor="b",
+              timestamp_ms=1000)
+    b = Event(original={"type": "page", "messageId": "m", "anonymousId": "a", "z": 1}, type="page", visitor="a",
+              timestamp_ms=1000)
+    assert first_copy([a, b]).visitor == first_copy([b, a]).visitor == min(identity_rank(a), identity_rank(b))[1]

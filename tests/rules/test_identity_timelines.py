@@ -169,7 +169,8 @@ def test_delivered_fact_follows_parsing_consent_and_replay_rules():
     dead_letter = line(reason="rejected", failed_at="2026-01-01T00:00:00Z",
                        event={"type": "page", "anonymousId": "a", "timestamp": 5, "context": GRANTED})
     assert delivered_fact(RawInput(dead_letter), policy, frozenset({"invalid"})) is None
-    assert delivered_fact(RawInput(dead_letter), policy, frozenset({"rejected"})) == ("a", IdentityFact(5, None, None, None))
+    replayed = delivered_fact(RawInput(dead_letter), policy, frozenset({"rejected"}))
+    assert replayed == ("a", IdentityFact(5, None, None, None))
 
 
 def test_an_event_without_timestamp_takes_the_read_time_in_the_first_pass_too():

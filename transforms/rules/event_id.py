@@ -6,7 +6,7 @@ in key order or whitespace are one event. Replays of dead letters carry the even
 replayed event has the id it had in the run that dead-lettered it.
 
 Of several copies of one id, the job sends the *first* (``first_copy``): the one with the earliest
-event time, then the least by what it says about its visitor, then by content hash, so every
+event time, then the least by what it says about its visitor and which visitor, then by content hash, so every
 worker and every run picks the same copy, and identity learns from that copy only.
 """
 
@@ -52,9 +52,15 @@ def fact_rank(fact: IdentityFact) -> tuple[int, str, str, str]:
     return fact.at_ms, fact.user_id or "", fact.cookie or "", traits
 
 
+def identity_rank(event: Event) -> tuple[tuple[int, str, str, str], str]:
+    """Orders copies by what identity learns from them: their fact, then their visitor."""
+    return fact_rank(IdentityFact.of(event)), event.visitor
+
+
 def first_copy(copies: Iterable[Event]) -> Event:
-    """The copy of one id that the job sends; identity's facts come from the same copy."""
-    return min(copies, key=lambda event: (fact_rank(IdentityFact.of(event)), _content_hash(event.original)))
+    """The copy of one id that the job sends; identity's facts come from the same copy (the
+    least ``identity_rank`` is the same copy's, or says the same of the same visitor)."""
+    return min(copies, key=lambda event: (identity_rank(event), _content_hash(event.original)))
 
 
 def ledger_key(event_id_text: str) -> str:
