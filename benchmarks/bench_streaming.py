@@ -1,6 +1,7 @@
 """Streaming: the job draining a Pub/Sub backlog vs Beam's streaming DirectRunner alone (issue 13).
 
     python benchmarks/bench_streaming.py [--events 5000] [--rounds 3] [--timeout 900] [--smoke]
+                                         [--job_args "--delivery_process off"]
 
 Google's Pub/Sub emulator (the one in PUBSUB_EMULATOR_HOST, else one started on a free loopback
 port with scripts/pubsub_emulator.sh and stopped at the end) holds, for each contender and round,
@@ -11,7 +12,7 @@ side and alternating within each round:
 - **reference**: benchmarks/streaming_reference.py, ``ReadFromPubSub`` → ``json.loads`` → a
   counting DoFn on the streaming ``BundleBasedDirectRunner``;
 - **job**: ``python -m pipeline --streaming --input_subscription ...`` delivering to the Woopra
-  stand-in (its own process) with ``--rate_limit 1000000``.
+  stand-in (its own process) with ``--rate_limit 1000000`` (and ``--job_args``, to compare options).
 
 Each drains its backlog (bounded by ``--timeout``). Its rate is counted from its first event to
 its last: for the reference when its DoFn counted them, for the job when the stand-in received
@@ -30,6 +31,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -213,7 +215,8 @@ def last_progress(stderr_path: Path) -> tuple[int, int]:
     return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
 
 
-def run_job(subscription: str, expected: int, timeout: float, workdir: Path) -> tuple[Drain, dict]:
+def run_job(subscription: str, expected: int, timeout: float, workdir: Path,
+            job_args: list[str]) -> tuple[Drain, dict]:
     """``python -m pipeline --streaming`` on the backlog, to the stand-in, until all is delivered;
     then stopped as Ctrl-C would. Returns its drain and its summary."""
     summary_path, stderr_path = workdir / "summary.json", workdir / "job-stderr.log"
@@ -223,7 +226,8 @@ def run_job(subscription: str, expected: int, timeout: float, workdir: Path) -> 
         process = subprocess.Popen(
             [PYTHON, "-m", "pipeline", "--streaming", "--input_subscription", subscription, "--project", PROJECT,
              "--woopra_project", "bench.example", "--woopra_endpoint", standin.url, "--rate_limit", "1000000",
-             "--dead_letter", f"{workdir}/dead/", "--summary", str(summary_path), "--progress_interval_seconds", "1"],
+             "--dead_letter", f"{workdir}/dead/", "--summary", str(summary_path), "--progress_interval_seconds", "1",
+             *job_args],
             cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             try:
@@ -248,6 +252,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds each contender may take to drain")
     parser.add_argument("--smoke", action="store_true", help="tiny size, one round (CI)")
+    parser.add_argument("--job_args", default="", help="more options for python -m pipeline, as one string")
     args = parser.parse_args()
     if args.smoke:
         args.events, args.rounds, args.timeout = 300, 1, 180.0
@@ -267,7 +272,8 @@ def main() -> None:
                         references.append(reference)
                         accounted.append(reference.count == len(lines))
                     else:
-                        job, summary = run_job(subscription, len(lines), args.timeout, workdir)
+                        job, summary = run_job(subscription, len(lines), args.timeout, workdir,
+                                               shlex.split(args.job_args))
                         jobs.append(job)
                         accounted.append(job.count == summary["read"] == summary_delivered(summary) == len(lines)
                                          and summary["balanced"] is True)
@@ -281,6 +287,7 @@ def main() -> None:
         passed = ratio >= TARGET and all(accounted)
     print(json.dumps({
         "benchmark": "streaming", "events": len(lines), "visitors": len(lines) // 10, "rounds": args.rounds,
+        "job_args": args.job_args,
         "reference_per_second": [round(r.per_second) for r in references],
         "job_per_second": [round(j.per_second, 1) for j in jobs],
         "reference_per_second_end_to_end": [round(r.per_second_end_to_end) for r in references],
