@@ -5,15 +5,16 @@ and agree (docs/behaviour.md#identity, docs/backfill.md#each-event-once):
 
 - **Batch** (bounded input): identity reads the input once more, first (the *survey*), and keeps of
   every call the job delivers only its id and what it says about its visitor (an ``IdentityFact``).
-  Of the copies of one id, only the first (``first_copy``) counts; ids seen more than once become a
-  small side input, and only the events with such an id are grouped, to send their first copy and
-  count the others ``duplicate``. A combiner folds each visitor's facts into an
-  ``IdentityTimeline`` (only for visitors with more than one call who said something: a lone
-  call already carries all it says); each call then looks its event time up in its visitor's
-  timeline, so an identify that appears later in the input still enriches the calls after it.
-  The lookup is either a dict side input that every worker process holds whole (``side_input``,
-  fastest on one machine), or a join through the shuffle by visitor (``shuffle``: memory per
-  process does not grow with the number of visitors; the runner spills to disk).
+  A combiner folds each visitor's calls into a ``VisitorSurvey``: copies of one id count once, with
+  the fact of the copy that is sent (``first_copy``); for the ids the visitor sent more than once,
+  where that copy was read becomes a small side input, and the second read sends the copy read
+  there and counts the others ``duplicate``, without grouping or holding any event. The survey's
+  ``IdentityTimeline`` (only for visitors with more than one call who said something: a lone call
+  already carries all it says) lets each call look its event time up, so an identify that appears
+  later in the input still enriches the calls after it. The lookup is either a dict side input
+  that every worker process holds whole (``side_input``, fastest on one machine), or a join through
+  the shuffle by visitor (``shuffle``: memory per process does not grow with the number of
+  visitors; the runner spills to disk).
 - **Streaming** (unbounded input): a stateful DoFn. Arriving events wait in a bag until the
   watermark passes the earliest of them; the waiting events are then applied in event-time
   order and what is known about the visitor is kept in state. Copies of an id released within
@@ -34,10 +35,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam import pvalue
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -48,7 +48,7 @@ from transforms.counters import counter
 from transforms.failures import StepFailures
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTERS
-from transforms.rules.event_id import event_id, first_copy, identity_rank
+from transforms.rules.event_id import event_id, fact_rank, first_copy, position_rank
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
@@ -62,14 +62,20 @@ from transforms.rules.identity import (
 )
 from transforms.rules.outcomes import Outcome
 
-# Merge a visitor's spans once this many calls are pending, so a busy visitor stays small.
-SPANS_BEFORE_MERGE = 64
 JOINS = ("side_input", "shuffle")
-COPIES = "copies"
 
-# What the survey keeps of one call: its rank among copies of its id, its visitor, its fact.
-SurveyRecord = tuple[tuple[Any, ...], str, IdentityFact]
-Activity = tuple[list[tuple[int, int]], list[IdentityFact], int]  # spans, facts that say something, calls
+# What the survey keeps of one call: its event id, its fact, and where it was read (position_rank).
+SurveyRecord = tuple[str, IdentityFact, int]
+# A visitor's calls by event id: copies, then the fact and position of the copy that is sent.
+VisitorCalls = dict[str, tuple[int, IdentityFact, int]]
+
+
+class VisitorSurvey(NamedTuple):
+    """What the survey learnt of one visitor: their timeline (None when no call needs one), and
+    for each id they sent more than once, where the copy that is sent was read."""
+
+    timeline: IdentityTimeline | None
+    first_copies: tuple[tuple[str, int], ...]
 
 
 def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
@@ -81,11 +87,11 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
 # ----- batch: the survey ----------------------------------------------------------------------------
 
 def _survey_record(event: Event) -> tuple[str, SurveyRecord]:
-    return event_id(event.original), (identity_rank(event), event.visitor, IdentityFact.of(event))
+    return event.visitor, (event_id(event.original), IdentityFact.of(event), position_rank(event.source))
 
 
 class _SurveyFn(beam.DoFn):
-    """The first read of a batch job: each input the job delivers, as ``(event id, SurveyRecord)``."""
+    """The first read of a batch job: each input the job delivers, as ``(visitor, SurveyRecord)``."""
 
     def __init__(self, consent: ConsentPolicy, replay_reasons: frozenset[str] | None) -> None:
         self.consent = consent
@@ -100,141 +106,85 @@ class _SurveyFn(beam.DoFn):
             return
 
 
-class _FirstCopyPerIdFn(beam.CombineFn):
-    """Records of one id → ``(copies, the first copy's record)``."""
-
-    def create_accumulator(self) -> tuple[int, SurveyRecord | None]:
-        return 0, None
-
-    def add_input(self, accumulator: tuple[int, SurveyRecord | None], record: SurveyRecord
-                  ) -> tuple[int, SurveyRecord | None]:
-        copies, first = accumulator
-        return copies + 1, record if first is None or record[0] < first[0] else first
-
-    def merge_accumulators(self, accumulators: Iterable[tuple[int, SurveyRecord | None]]
-                           ) -> tuple[int, SurveyRecord | None]:
-        copies, first = 0, None
-        for more, candidate in accumulators:
-            copies += more
-            if candidate is not None and (first is None or candidate[0] < first[0]):
-                first = candidate
-        return copies, first
-
-    def extract_output(self, accumulator: tuple[int, SurveyRecord | None]) -> tuple[int, SurveyRecord | None]:
-        return accumulator
+def _first(one: tuple[IdentityFact, int], other: tuple[IdentityFact, int]) -> tuple[IdentityFact, int]:
+    # Within one visitor, the order of ``first_copy``: what the call says, then where it was read.
+    return other if (fact_rank(other[0]), other[1]) < (fact_rank(one[0]), one[1]) else one
 
 
-def _visitor_fact(per_id: tuple[str, tuple[int, SurveyRecord]]) -> tuple[str, IdentityFact]:
-    _, (_, (_, visitor, fact)) = per_id
-    return visitor, fact
+class _VisitorSurveyFn(beam.CombineFn):
+    """One visitor's calls (``SurveyRecord``s) → their ``VisitorSurvey``.
 
-
-def _repeated_id(per_id: tuple[str, tuple[int, SurveyRecord]]) -> Iterator[tuple[str, int]]:
-    key, (copies, _) = per_id
-    if copies > 1:
-        yield key, copies
-
-
-class _VisitorTimelineFn(beam.CombineFn):
-    """Facts of one visitor → their ``IdentityTimeline``; None when no other call needs one."""
+    Copies of an id count once, with the fact of the copy the job sends (``first_copy``), so the
+    timeline is what the visitor said in the calls that are sent.
+    """
 
     def __init__(self, ttl_ms: int) -> None:
         self.ttl_ms = ttl_ms
 
-    def create_accumulator(self) -> Activity:
-        return [], [], 0
+    def create_accumulator(self) -> VisitorCalls:
+        return {}
 
-    def add_input(self, activity: Activity, fact: IdentityFact) -> Activity:
-        spans, facts, calls = activity
-        spans.append((fact.at_ms, fact.at_ms))
-        if fact.says_something:
-            facts.append(fact)
-        if len(spans) >= SPANS_BEFORE_MERGE:
-            spans[:] = merge_spans(spans, self.ttl_ms)
-        return spans, facts, calls + 1
+    def add_input(self, calls: VisitorCalls, record: SurveyRecord) -> VisitorCalls:
+        key, fact, position = record
+        known = calls.get(key)
+        if known is None:
+            calls[key] = (1, fact, position)
+        else:
+            calls[key] = (known[0] + 1, *_first((known[1], known[2]), (fact, position)))
+        return calls
 
-    def merge_accumulators(self, activities: Iterable[Activity]) -> Activity:
-        spans: list[tuple[int, int]] = []
-        facts: list[IdentityFact] = []
-        calls = 0
-        for more_spans, more_facts, more_calls in activities:
-            spans.extend(more_spans)
-            facts.extend(more_facts)
-            calls += more_calls
-        return merge_spans(spans, self.ttl_ms), facts, calls
+    def merge_accumulators(self, accumulators: Iterable[VisitorCalls]) -> VisitorCalls:
+        merged: VisitorCalls | None = None
+        for calls in accumulators:
+            if merged is None:
+                merged = calls
+                continue
+            for key, (copies, fact, position) in calls.items():
+                known = merged.get(key)
+                merged[key] = (copies, fact, position) if known is None else (
+                    known[0] + copies, *_first((known[1], known[2]), (fact, position)))
+        return merged if merged is not None else {}
 
-    def compact(self, activity: Activity) -> Activity:
-        return merge_spans(activity[0], self.ttl_ms), activity[1], activity[2]
-
-    def extract_output(self, activity: Activity) -> IdentityTimeline | None:
-        spans, facts, calls = activity
+    def extract_output(self, calls: VisitorCalls) -> VisitorSurvey:
+        first_copies = tuple((key, position) for key, (copies, _, position) in calls.items() if copies > 1)
+        facts = [fact for _, fact, _ in calls.values() if fact.says_something]
         # A lone call already carries everything it says: its visitor needs no timeline.
-        if not facts or calls < 2:
-            return None
-        return IdentityTimeline.build(merge_spans(spans, self.ttl_ms), facts)
+        if not facts or len(calls) < 2:
+            return VisitorSurvey(None, first_copies)
+        spans = merge_spans(((fact.at_ms, fact.at_ms) for _, fact, _ in calls.values()), self.ttl_ms)
+        return VisitorSurvey(IdentityTimeline.build(spans, facts), first_copies)
 
 
-def _known(visitor_timeline: tuple[str, IdentityTimeline | None]) -> Iterator[tuple[str, IdentityTimeline]]:
-    if visitor_timeline[1] is not None:
-        yield visitor_timeline  # type: ignore[misc]
+def _timeline(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, IdentityTimeline]]:
+    visitor, found = survey
+    if found.timeline is not None:
+        yield visitor, found.timeline
 
 
-class _FoldTimelines(beam.PTransform):
-    """``(visitor, IdentityFact)`` pairs → ``(visitor, IdentityTimeline)`` for visitors who need one."""
-
-    def __init__(self, ttl_ms: int) -> None:
-        super().__init__()
-        self.ttl_ms = ttl_ms
-
-    def expand(self, facts: beam.PCollection) -> beam.PCollection:
-        return (
-            facts
-            | "FoldPerVisitor" >> beam.CombinePerKey(_VisitorTimelineFn(self.ttl_ms))
-            | "KeepNeededTimelines" >> beam.FlatMap(_known)
-        )
+def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, str], int]]:
+    visitor, found = survey
+    for key, position in found.first_copies:
+        yield (visitor, key), position
 
 
 # ----- batch: each id once --------------------------------------------------------------------------
 
-class _SplitCopiesFn(beam.DoFn):
-    """Events whose id the survey saw more than once go to be grouped; the others straight on."""
+class _DropLaterCopiesFn(beam.DoFn):
+    """Each id of a visitor once: a copy read elsewhere than the survey's first copy is ``duplicate``.
 
-    def process(self, event: Event, repeated: Mapping[str, int]) -> Iterator[Any]:
-        if repeated:
-            key = event_id(event.original)
-            if key in repeated:
-                yield pvalue.TaggedOutput(COPIES, (key, event))
-                return
-        yield event
-
-
-class _SendFirstCopyFn(beam.DoFn):
-    """The copies of one id: the first goes on, the others are counted ``duplicate``."""
+    Both reads of the input see each call at the same position, so no call is grouped or held.
+    """
 
     def __init__(self) -> None:
         self.duplicate = counter(Outcome.DUPLICATE)
 
-    def process(self, id_copies: tuple[str, Iterable[Event]]) -> Iterator[TimestampedValue]:
-        copies = list(id_copies[1])
-        if len(copies) > 1:
-            self.duplicate.inc(len(copies) - 1)
-        yield from _timestamped([first_copy(copies)])
-
-
-class _DropLaterCopies(beam.PTransform):
-    """Each event id once: later copies (``first_copy``) are counted ``duplicate``."""
-
-    def __init__(self, repeated_ids: beam.PCollection) -> None:
-        super().__init__()
-        self.repeated_ids = repeated_ids
-
-    def expand(self, events: beam.PCollection) -> beam.PCollection:
-        split = events | "SplitCopies" >> beam.ParDo(
-            _SplitCopiesFn(), beam.pvalue.AsDict(self.repeated_ids)).with_outputs(COPIES, main="single")
-        firsts = (split[COPIES]
-                  | "GroupCopies" >> beam.GroupByKey()
-                  | "SendFirstCopy" >> beam.ParDo(_SendFirstCopyFn()))
-        return (split.single, firsts) | "OneCopyEach" >> beam.Flatten()
+    def process(self, event: Event, first_copies: Mapping[tuple[str, str], int]) -> Iterator[Event]:
+        if first_copies:
+            first = first_copies.get((event.visitor, event_id(event.original)))
+            if first is not None and first != position_rank(event.source):
+                self.duplicate.inc()
+                return
+        yield event
 
 
 # ----- batch: calls meet their visitor's timeline ---------------------------------------------------
@@ -423,15 +373,15 @@ class EnrichIdentity(beam.PTransform):
                 _EnrichIdentityStatefulFn(self.ttl_ms, self.dedup_window_ms)).with_outputs(
                 DEAD_LETTERS, main="events")
         if self.first_read is not None:
-            survey = (events.pipeline
-                      | "ReadForIdentity" >> self.first_read
-                      | "Survey" >> beam.ParDo(_SurveyFn(self.consent, self.replay_reasons)))
+            calls = (events.pipeline
+                     | "ReadForIdentity" >> self.first_read
+                     | "Survey" >> beam.ParDo(_SurveyFn(self.consent, self.replay_reasons)))
         else:
-            survey = events | "SurveyEvents" >> beam.Map(_survey_record)
-        per_id = survey | "FirstCopyPerId" >> beam.CombinePerKey(_FirstCopyPerIdFn())
-        timelines = per_id | "FactOfFirstCopy" >> beam.Map(_visitor_fact) | "Timelines" >> _FoldTimelines(self.ttl_ms)
-        repeated = per_id | "RepeatedIds" >> beam.FlatMap(_repeated_id)
-        unique = events | "DropLaterCopies" >> _DropLaterCopies(repeated)
+            calls = events | "SurveyEvents" >> beam.Map(_survey_record)
+        survey = calls | "SurveyPerVisitor" >> beam.CombinePerKey(_VisitorSurveyFn(self.ttl_ms))
+        timelines = survey | "Timelines" >> beam.FlatMap(_timeline)
+        first_copies = survey | "FirstCopies" >> beam.FlatMap(_first_copies)
+        unique = events | "DropLaterCopies" >> beam.ParDo(_DropLaterCopiesFn(), beam.pvalue.AsDict(first_copies))
         if self.join == "side_input":
             return unique | "LookUpTimeline" >> beam.ParDo(
                 _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")

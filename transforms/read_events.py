@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -96,10 +96,11 @@ def split_patterns(file_patterns: str) -> list[str]:
 
 def input_bytes(file_patterns: str) -> int:
     """The size of every file ``ReadEvents(file_patterns)`` reads, local or ``gs://``, as stored
-    (a ``.gz`` file counts its compressed size); a file matched by two patterns counts twice, as it
-    is read twice."""
-    return sum(m.size_in_bytes for pattern in split_patterns(file_patterns)
-               for m in FileSystems.match([pattern])[0].metadata_list)
+    (a ``.gz`` file counts its compressed size); a file matched by two patterns counts once, as it
+    is read once."""
+    sizes = {m.path: m.size_in_bytes for pattern in split_patterns(file_patterns)
+             for m in FileSystems.match([pattern])[0].metadata_list}
+    return sum(sizes.values())
 
 
 def counting_bytes(records: Iterator[RawInput], handle: BinaryIO, size: int, by_offset: bool) -> Iterator[RawInput]:
@@ -135,6 +136,10 @@ def read_records(
         yield from records
 
 
+def _any_one(same_file: Iterable[Any]) -> Any:
+    return next(iter(same_file))
+
+
 class ReadEvents(beam.PTransform):
     """Read every file matching the comma-separated glob patterns into ``RawInput`` records.
 
@@ -155,6 +160,10 @@ class ReadEvents(beam.PTransform):
             pbegin
             | "Patterns" >> beam.Create(self.patterns)
             | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.DISALLOW)
+            # A file two patterns match is read once: its events are not sent twice.
+            | "KeyByPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
+            | "EachFileOnce" >> beam.CombinePerKey(_any_one)
+            | "Files" >> beam.Values()
             | "OpenFiles" >> fileio.ReadMatches()
             | "ReadRecords" >> beam.FlatMap(read_records, self.read_at_ms, self.count_progress)
         )

@@ -273,17 +273,17 @@ def trace_events(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     selection = selection or SendSelection()
     traces: list[EventTrace] = []
-    copies: dict[str, list[EventTrace]] = {}
+    copies: dict[tuple[str, str], list[EventTrace]] = {}  # (visitor, event id): copies are per visitor
     for index, raw in enumerate(inputs, start=1):
         trace = EventTrace(index, raw.source, _decoded(raw.payload))
         trace.parse = parse_input(raw, now_ms, replay_reasons)
         if isinstance(trace.parse, Event):
             trace.consent = decide_consent(trace.parse.original, consent)
             if trace.consent.outcome.allowed:
-                copies.setdefault(event_id(trace.parse.original), []).append(trace)
+                copies.setdefault((trace.parse.visitor, event_id(trace.parse.original)), []).append(trace)
         traces.append(trace)
     by_visitor: dict[str, list[EventTrace]] = {}
-    for key, same_id in copies.items():
+    for (_, key), same_id in copies.items():
         sent = _sent_copy(same_id)
         found = CopiesTrace(key, _from_message_id(key, sent.parse), tuple(t.index for t in same_id), sent.index)
         for trace in same_id:

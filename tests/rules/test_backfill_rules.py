@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, identity_rank, ledger_key
+from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, identity_rank, ledger_key, position_rank
 from transforms.rules.events import Event
 from transforms.rules.time_range import TimeRange, parse_utc_time
 
@@ -41,19 +41,20 @@ def test_the_ledger_key_is_32_hex_digits_for_any_id():
     assert ledger_key("m-1") != ledger_key("m-2")
 
 
-def event(at_ms: int, **original) -> Event:
+def event(at_ms: int, source: str = "in.jsonl:1", **original) -> Event:
     original.setdefault("type", "page")
-    return Event(original=original, type=original["type"], visitor="v", timestamp_ms=at_ms)
+    return Event(original=original, type=original["type"], visitor="v", timestamp_ms=at_ms, source=source)
 
 
-def test_the_first_copy_is_the_earliest_then_the_least_by_what_it_says_then_by_content():
+def test_the_first_copy_is_the_earliest_then_the_least_by_what_it_says_then_by_where_it_was_read():
     late, early = event(2000, messageId="m"), event(1000, messageId="m", note="later in the file")
     assert first_copy([late, early]) is early
     plain = event(1000, messageId="m", type="identify", traits={"plan": "free"})
     pro = event(1000, messageId="m", type="identify", traits={"plan": "pro"})
     assert first_copy([pro, plain]) is plain and first_copy([plain, pro]) is plain
-    a, b = event(1000, messageId="m", x=1), event(1000, messageId="m", x=2)
+    a, b = event(1000, "a.jsonl:7", messageId="m", x=1), event(1000, "b.jsonl:7", messageId="m", x=1)
     assert first_copy([a, b]) is first_copy([b, a])
+    assert first_copy([a, b]) is (a if position_rank("a.jsonl:7") < position_rank("b.jsonl:7") else b)
 
 
 # ----- slices of event time ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import random
 
 from tests.rules.test_identity import make as make_call
-from transforms.enrich_identity import _VisitorTimelineFn
+from transforms.enrich_identity import _VisitorSurveyFn
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.events import RawInput
 from transforms.rules.identity import (
@@ -36,16 +36,16 @@ def make(call_type, at_ms, **fields):
 
 def timeline_of(events, ttl_ms=TTL_MS, split=1, seed=0):
     """Build the timeline as the Beam combiner would: facts in ``split`` shuffled accumulators."""
-    fn = _VisitorTimelineFn(ttl_ms)
-    facts = [IdentityFact.of(e) for e in events]
-    random.Random(seed).shuffle(facts)
+    fn = _VisitorSurveyFn(ttl_ms)
+    records = [(f"id-{n}", IdentityFact.of(e), n) for n, e in enumerate(events)]  # each call its own id
+    random.Random(seed).shuffle(records)
     accumulators = []
     for part in range(split):
         accumulator = fn.create_accumulator()
-        for fact in facts[part::split]:
-            accumulator = fn.add_input(accumulator, fact if fact.says_something else IdentityFact(fact.at_ms))
+        for record in records[part::split]:
+            accumulator = fn.add_input(accumulator, record)
         accumulators.append(fn.compact(accumulator))
-    return fn.extract_output(fn.merge_accumulators(accumulators))
+    return fn.extract_output(fn.merge_accumulators(accumulators)).timeline
 
 
 def enriched_from_timeline(events, timeline):

@@ -16,7 +16,7 @@ from apache_beam.utils.timestamp import Timestamp
 from tests.conftest import batch_pipeline, streaming_pipeline
 from transforms.counters import process_tally
 from transforms.delivery.ledger import LedgerWriter, settled_files
-from transforms.enrich_identity import EnrichIdentity, _VisitorTimelineFn
+from transforms.enrich_identity import EnrichIdentity, _VisitorSurveyFn
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
 from transforms.rules.event_id import event_id, first_copy, ledger_key
@@ -61,7 +61,8 @@ def test_a_batch_sends_each_id_once_the_earliest_copy(join):
     first = call(messageId="m-1", timestamp="2026-03-02T09:00:00Z")
     resent = call(messageId="m-1", timestamp="2026-03-02T09:05:00Z")  # a publisher's retry, stamped later
     no_id = call(event="Order Completed", anonymousId="b-2")
-    events = [validate_event(e) for e in (resent, first, no_id, dict(no_id), call(messageId="m-2"), dict(no_id))]
+    inputs = (resent, first, no_id, dict(no_id), call(messageId="m-2"), dict(no_id))
+    events = [validate_event(e, source=f"in.jsonl:{line}") for line, e in enumerate(inputs, start=1)]
     with Tally() as tally:
         with batch_pipeline() as p:
             out = (p | beam.Create(events) | EnrichIdentity(join=join)).events | beam.Map(
@@ -103,15 +104,15 @@ def _histories(seed: int) -> list:
             fields["traits"] = {"plan": rng.choice(["free", "pro", "team"])}
         if rng.random() < 0.3:
             fields["vendor_ids"] = {"woopra_cookie": f"C{rng.randrange(5)}"}
-        events.append(validate_event(fields))
+        events.append(validate_event(fields, source=f"in.jsonl:{len(events) + 1}"))
     return events
 
 
 def _in_order(events: list, ttl_ms: int) -> list:
-    """The rules applied by hand: the first copy of each id, then each visitor's calls in order."""
+    """The rules applied by hand: the first copy of each id of a visitor, then each visitor's calls in order."""
     by_id: dict = {}
     for event in events:
-        by_id.setdefault(event_id(event.original), []).append(event)
+        by_id.setdefault((event.visitor, event_id(event.original)), []).append(event)
     by_visitor: dict = {}
     for copies in by_id.values():
         sent = first_copy(copies)
@@ -131,13 +132,31 @@ def test_both_joins_enrich_as_the_rules_applied_in_order(seed, join):
 
 
 def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
-    fold = _VisitorTimelineFn(ttl_ms=10**9)
-    lone = fold.add_input(fold.create_accumulator(), IdentityFact(1000, None, None, "COOKIE"))
-    assert fold.extract_output(lone) is None
-    pair = fold.add_input(lone, IdentityFact(2000))
-    assert fold.extract_output(fold.merge_accumulators([pair, fold.create_accumulator()])) is not None
-    quiet = fold.add_input(fold.add_input(fold.create_accumulator(), IdentityFact(1)), IdentityFact(2))
-    assert fold.extract_output(quiet) is None  # two calls that say nothing
+    fold = _VisitorSurveyFn(ttl_ms=10**9)
+    lone = fold.add_input(fold.create_accumulator(), ("m-1", IdentityFact(1000, None, None, "COOKIE"), 7))
+    assert fold.extract_output(lone) == (None, ())
+    copy = fold.add_input(dict(lone), ("m-1", IdentityFact(1000, None, None, "COOKIE"), 3))
+    assert fold.extract_output(copy) == (None, (("m-1", 3),))  # a copy is not a second call; sent: read at 3
+    pair = fold.add_input(dict(lone), ("m-2", IdentityFact(2000), 8))
+    assert fold.extract_output(fold.merge_accumulators([pair, fold.create_accumulator()])).timeline is not None
+    quiet = fold.add_input(fold.add_input(fold.create_accumulator(), ("a", IdentityFact(1), 1)),
+                           ("b", IdentityFact(2), 2))
+    assert fold.extract_output(quiet).timeline is None  # two calls that say nothing
+
+
+def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merging():
+    fold = _VisitorSurveyFn(ttl_ms=10**9)
+    free, pro = (IdentityFact(1000, {"plan": "free"}), 9), (IdentityFact(1000, {"plan": "pro"}), 1)
+    later, same = (IdentityFact(5000, {"plan": "team"}), 2), (IdentityFact(1000, {"plan": "free"}), 4)
+    for parts in ([[free], [pro, later, same]], [[pro], [same], [free], [later]], [[later, pro, same, free]]):
+        accumulators = []
+        for part in parts:
+            accumulator = fold.create_accumulator()
+            for fact, position in part:
+                accumulator = fold.add_input(accumulator, ("m-1", fact, position))
+            accumulators.append(accumulator)
+        calls = fold.merge_accumulators(accumulators)
+        assert calls == {"m-1": (4, free[0], 4)}  # the least by what it says, then by where it was read
 
 
 def test_an_unknown_join_is_refused():
@@ -198,3 +217,11 @@ def test_select_to_send_keeps_the_slice_and_skips_what_the_ledger_settled(tmp_pa
                     | beam.Map(lambda e: e.original["messageId"]))
             assert_that(kept, equal_to(["m-1", "m-2"]))
     assert (tally["out_of_range"], tally["skipped_ledger"]) == (2, 1)
+
+
+def test_a_file_two_patterns_match_is_read_once(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(call(messageId=f"m-{n}")) + "\n" for n in range(3)))
+    with batch_pipeline() as p:
+        sources = p | ReadEvents(f"{path},{tmp_path}/*.jsonl") | beam.Map(lambda raw: raw.source)
+        assert_that(sources, equal_to([f"{path}:{line}" for line in (1, 2, 3)]))

@@ -55,6 +55,7 @@ class Event:
     # Filled in by identity enrichment: every trait known for the visitor at this event's time.
     traits: Mapping[str, Any] = field(default_factory=dict)
     cookie: str | None = None
+    source: str = ""  # where it was read: "file:line", "file#row" or "pubsub:<message id>"
 
     @property
     def name(self) -> str | None:
@@ -299,7 +300,7 @@ def parse_input(
         kept_text = text if text is not None else _json_text(obj)
         return InvalidInput("invalid_event", f"an event must be a JSON object, got {_json_kind(obj)}", None,
                             kept_text, attributes)
-    return validate_event(obj, attributes, now_ms)
+    return validate_event(obj, attributes, now_ms, raw.source)
 
 
 def input_text(raw: RawInput) -> str:
@@ -333,7 +334,7 @@ def _json_text(value: Any) -> str:
 
 
 def validate_event(
-    obj: dict[str, Any], attributes: Mapping[str, str] | None = None, now_ms: int | None = None
+    obj: dict[str, Any], attributes: Mapping[str, str] | None = None, now_ms: int | None = None, source: str = ""
 ) -> ParseResult:
     """Check the fields docs/behaviour.md#input-events requires and build the ``Event``."""
 
@@ -372,6 +373,7 @@ def validate_event(
         timestamp_ms=timestamp_ms,
         user_id=user_id,
         attributes=attributes,
+        source=source,
     )
 
 
