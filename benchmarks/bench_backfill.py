@@ -39,6 +39,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -301,6 +302,9 @@ def identity_dry_run(events: Path, join: str | None, base: Path | None, timeout:
         run, summary = run_pipeline_in(base, args, timeout) if base else run_pipeline(args, timeout)
         md5, lines = sorted_lines_md5(sorted(Path(tmp, "requests").glob("*.jsonl")))
     assert lines == summary["would_send"], (lines, summary)
+    # One line on stderr per run, so a long set that fails later keeps what it measured.
+    print(f"identity dry run {events.name} join={join} base={base}: {run.wall:.1f} s, {run.cpu:.1f} CPU-s, "
+          f"{run.max_rss_mb:.0f} MB, md5 {md5}", file=sys.stderr, flush=True)
     return {"wall_seconds": round(run.wall, 1), "cpu_seconds": round(run.cpu, 1), "peak_rss_mb": round(run.max_rss_mb),
             "would_send": summary["would_send"], "requests_md5": md5}
 
