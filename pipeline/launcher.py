@@ -13,11 +13,12 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline import progress
 from pipeline.config import ConfigError
+from pipeline.direct_runner import speed_up_direct_runner
 from pipeline.graph import build_pipeline
 from pipeline.options import (
     JobSettings,
@@ -113,6 +114,8 @@ def run(argv: Sequence[str]) -> int:
     if is_dataflow(options):
         return report_submitted(pipeline.run(), options, job)
     if job.streaming:
+        if "DirectRunner" in str(options.view_as(StandardOptions).runner or ""):
+            speed_up_direct_runner()  # its per-bundle costs (pipeline/direct_runner.py)
         return follow_streaming_job(pipeline.run(), options, job, started)
     # A local runner's run() may block until the end: progress is logged from a thread meanwhile.
     with progress.batch_progress(options, job):
