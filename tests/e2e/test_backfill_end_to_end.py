@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLES, subprocess_env
 from tests.e2e.test_end_to_end import read_jsonl, run_pipeline
+from tests.support.generated_events import generated_events
 from woopra_standin import StandIn
 
 EVENTS = 1500
@@ -25,10 +26,8 @@ MAX_IN_FLIGHT = 8
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("backfill") / "events.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate_events.py"), str(EVENTS), str(path)],
-                   check=True, capture_output=True, timeout=60)
-    return path
+    """Generated events of consenting visitors (tests/support/generated_events.py)."""
+    return generated_events(tmp_path_factory.mktemp("backfill"), EVENTS)
 
 
 def request_key(request: dict) -> str:

@@ -4,14 +4,12 @@ run ends with the plan (docs/operations.md, "Progress and the plan")."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.e2e.test_end_to_end import run_pipeline
+from tests.support.generated_events import generated_events
 
 EVENTS = 3000
 PROGRESS_WITH_SHARE = re.compile(
@@ -22,11 +20,8 @@ PROGRESS_WITH_SHARE = re.compile(
 
 @pytest.fixture(scope="module")
 def events(tmp_path_factory) -> Path:
-    """A few thousand events of consenting visitors, from the benchmarks' generator."""
-    path = tmp_path_factory.mktemp("progress") / "events.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate_events.py"), str(EVENTS), str(path)],
-                   check=True, capture_output=True, timeout=60)
-    return path
+    """Generated events of consenting visitors (tests/support/generated_events.py)."""
+    return generated_events(tmp_path_factory.mktemp("progress"), EVENTS)
 
 
 def test_a_batch_run_logs_the_share_of_input_read_and_an_eta(tmp_path, standin, events):
