@@ -77,6 +77,11 @@ BAD_VALUES = {
     "dry_run_output": "/tmp/requests/",
     "dead_letter_window_seconds": "1m",
     "log_level": "TRACE",
+    "start": "March 2025",
+    "end": "01/02/2025",
+    "ledger": "ledger/",  # a local folder: not on the workers
+    "identity_join": "broadcast",
+    "dedup_window": "10m",
 }
 # Beam's TestOptions owns --dry_run (it stops Dataflow from submitting): never a template parameter.
 BEAM_OWNED = {"dry_run"}
@@ -116,7 +121,7 @@ def job_options() -> dict[str, str]:
     options: dict[str, str] = {}
     current = ""
     for line in done.stdout.splitlines():
-        start = re.match(r"^  (--[a-z_-]+)(?: [A-Z|:,a-z]+)?(?:\s{2,}(.*))?$", line)
+        start = re.match(r"^  (--[a-z_-]+)(?: [A-Z|:,a-z_]+)?(?:\s{2,}(.*))?$", line)
         if start:
             current = start.group(1)[2:]
             options[current] = start.group(2) or ""
@@ -262,9 +267,11 @@ def test_shared_parameters_are_the_same_in_both_templates():
     streaming, batch = parameters("streaming"), parameters("batch")
     for name in (set(streaming) & set(batch)) - DIFFERS_BY_KIND:
         assert streaming[name] == batch[name], name
-    # The batch job's options that are not about Pub/Sub, all in the batch template too.
+    # The batch job's options that are not about Pub/Sub, all in the batch template too; the
+    # backfill's slices, ledger and identity join in the batch template only.
     assert set(streaming) - set(batch) == {"input_subscription", "input_topic", "timestamp_attribute", "id_label",
-                                           "dead_letter_window_seconds"}
+                                           "dead_letter_window_seconds", "dedup_window"}
+    assert set(batch) - set(streaming) == {"input", "start", "end", "ledger", "identity_join"}
 
 
 # ---- regexes and examples --------------------------------------------------------------------------
