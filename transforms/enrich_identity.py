@@ -48,7 +48,7 @@ from transforms.counters import counter
 from transforms.failures import StepFailures
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTERS
-from transforms.rules.event_id import event_id, fact_rank, first_copy, position_rank
+from transforms.rules.event_id import event_id, fact_rank, first_copy, id_number, position_rank
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
@@ -64,10 +64,18 @@ from transforms.rules.outcomes import Outcome
 
 JOINS = ("side_input", "shuffle")
 
-# What the survey keeps of one call: its event id, its fact, and where it was read (position_rank).
-SurveyRecord = tuple[str, IdentityFact, int]
-# A visitor's calls by event id: copies, then the fact and position of the copy that is sent.
-VisitorCalls = dict[str, tuple[int, IdentityFact, int]]
+# What the survey keeps of one call: its id (``id_number``), its fact, where it was read (``position_rank``).
+SurveyRecord = tuple[int, IdentityFact, int]
+# A visitor's calls, small enough for millions: id → the sent copy's position and event time packed
+# in one number (``_pack``); id → that copy's fact, only when it says something; id → copies, only
+# for ids seen more than once.
+VisitorCalls = tuple[dict[int, int], dict[int, IdentityFact], dict[int, int]]
+TIME_BITS = 48  # event times are validated to be before 10000-01-01: under 2**48 ms
+TIME_MASK = (1 << TIME_BITS) - 1
+
+
+def _pack(position: int, at_ms: int) -> int:
+    return position << TIME_BITS | at_ms
 
 
 class VisitorSurvey(NamedTuple):
@@ -75,7 +83,7 @@ class VisitorSurvey(NamedTuple):
     for each id they sent more than once, where the copy that is sent was read."""
 
     timeline: IdentityTimeline | None
-    first_copies: tuple[tuple[str, int], ...]
+    first_copies: tuple[tuple[int, int], ...]
 
 
 def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
@@ -87,7 +95,7 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
 # ----- batch: the survey ----------------------------------------------------------------------------
 
 def _survey_record(event: Event) -> tuple[str, SurveyRecord]:
-    return event.visitor, (event_id(event.original), IdentityFact.of(event), position_rank(event.source))
+    return event.visitor, (id_number(event_id(event.original)), IdentityFact.of(event), position_rank(event.source))
 
 
 class _SurveyFn(beam.DoFn):
@@ -106,9 +114,9 @@ class _SurveyFn(beam.DoFn):
             return
 
 
-def _first(one: tuple[IdentityFact, int], other: tuple[IdentityFact, int]) -> tuple[IdentityFact, int]:
+def _is_first(fact: IdentityFact, position: int, than: IdentityFact, than_position: int) -> bool:
     # Within one visitor, the order of ``first_copy``: what the call says, then where it was read.
-    return other if (fact_rank(other[0]), other[1]) < (fact_rank(one[0]), one[1]) else one
+    return (fact_rank(fact), position) < (fact_rank(than), than_position)
 
 
 class _VisitorSurveyFn(beam.CombineFn):
@@ -122,15 +130,33 @@ class _VisitorSurveyFn(beam.CombineFn):
         self.ttl_ms = ttl_ms
 
     def create_accumulator(self) -> VisitorCalls:
-        return {}
+        return {}, {}, {}
+
+    @staticmethod
+    def _fold(calls: VisitorCalls, key: int, packed: int, fact: IdentityFact | None, copies: int) -> None:
+        """Fold ``copies`` calls of id ``key`` (the first of them ``packed``/``fact``) into ``calls``."""
+        sent, facts, repeated = calls
+        known = sent.get(key)
+        if known is None:
+            sent[key] = packed
+            if fact is not None:
+                facts[key] = fact
+            if copies > 1:
+                repeated[key] = copies
+            return
+        repeated[key] = repeated.get(key, 1) + copies
+        position, at_ms = packed >> TIME_BITS, packed & TIME_MASK
+        known_fact = facts.get(key) or IdentityFact(known & TIME_MASK)
+        if _is_first(fact or IdentityFact(at_ms), position, known_fact, known >> TIME_BITS):
+            sent[key] = packed
+            if fact is not None:
+                facts[key] = fact
+            else:
+                facts.pop(key, None)
 
     def add_input(self, calls: VisitorCalls, record: SurveyRecord) -> VisitorCalls:
         key, fact, position = record
-        known = calls.get(key)
-        if known is None:
-            calls[key] = (1, fact, position)
-        else:
-            calls[key] = (known[0] + 1, *_first((known[1], known[2]), (fact, position)))
+        self._fold(calls, key, _pack(position, fact.at_ms), fact if fact.says_something else None, 1)
         return calls
 
     def merge_accumulators(self, accumulators: Iterable[VisitorCalls]) -> VisitorCalls:
@@ -139,20 +165,19 @@ class _VisitorSurveyFn(beam.CombineFn):
             if merged is None:
                 merged = calls
                 continue
-            for key, (copies, fact, position) in calls.items():
-                known = merged.get(key)
-                merged[key] = (copies, fact, position) if known is None else (
-                    known[0] + copies, *_first((known[1], known[2]), (fact, position)))
-        return merged if merged is not None else {}
+            sent, facts, repeated = calls
+            for key, packed in sent.items():
+                self._fold(merged, key, packed, facts.get(key), repeated.get(key, 1))
+        return merged if merged is not None else self.create_accumulator()
 
     def extract_output(self, calls: VisitorCalls) -> VisitorSurvey:
-        first_copies = tuple((key, position) for key, (copies, _, position) in calls.items() if copies > 1)
-        facts = [fact for _, fact, _ in calls.values() if fact.says_something]
+        sent, facts, repeated = calls
+        first_copies = tuple((key, sent[key] >> TIME_BITS) for key in repeated)
         # A lone call already carries everything it says: its visitor needs no timeline.
-        if not facts or len(calls) < 2:
+        if not facts or len(sent) < 2:
             return VisitorSurvey(None, first_copies)
-        spans = merge_spans(((fact.at_ms, fact.at_ms) for _, fact, _ in calls.values()), self.ttl_ms)
-        return VisitorSurvey(IdentityTimeline.build(spans, facts), first_copies)
+        spans = merge_spans(((packed & TIME_MASK, packed & TIME_MASK) for packed in sent.values()), self.ttl_ms)
+        return VisitorSurvey(IdentityTimeline.build(spans, facts.values()), first_copies)
 
 
 def _timeline(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, IdentityTimeline]]:
@@ -161,7 +186,7 @@ def _timeline(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, Identity
         yield visitor, found.timeline
 
 
-def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, str], int]]:
+def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, int], int]]:
     visitor, found = survey
     for key, position in found.first_copies:
         yield (visitor, key), position
@@ -178,9 +203,9 @@ class _DropLaterCopiesFn(beam.DoFn):
     def __init__(self) -> None:
         self.duplicate = counter(Outcome.DUPLICATE)
 
-    def process(self, event: Event, first_copies: Mapping[tuple[str, str], int]) -> Iterator[Event]:
+    def process(self, event: Event, first_copies: Mapping[tuple[str, int], int]) -> Iterator[Event]:
         if first_copies:
-            first = first_copies.get((event.visitor, event_id(event.original)))
+            first = first_copies.get((event.visitor, id_number(event_id(event.original))))
             if first is not None and first != position_rank(event.source):
                 self.duplicate.inc()
                 return

@@ -133,30 +133,42 @@ def test_both_joins_enrich_as_the_rules_applied_in_order(seed, join):
 
 def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
     fold = _VisitorSurveyFn(ttl_ms=10**9)
-    lone = fold.add_input(fold.create_accumulator(), ("m-1", IdentityFact(1000, None, None, "COOKIE"), 7))
-    assert fold.extract_output(lone) == (None, ())
-    copy = fold.add_input(dict(lone), ("m-1", IdentityFact(1000, None, None, "COOKIE"), 3))
-    assert fold.extract_output(copy) == (None, (("m-1", 3),))  # a copy is not a second call; sent: read at 3
-    pair = fold.add_input(dict(lone), ("m-2", IdentityFact(2000), 8))
-    assert fold.extract_output(fold.merge_accumulators([pair, fold.create_accumulator()])).timeline is not None
-    quiet = fold.add_input(fold.add_input(fold.create_accumulator(), ("a", IdentityFact(1), 1)),
-                           ("b", IdentityFact(2), 2))
-    assert fold.extract_output(quiet).timeline is None  # two calls that say nothing
+
+    def survey(*records):
+        calls = fold.create_accumulator()
+        for record in records:
+            calls = fold.add_input(calls, record)
+        return fold.extract_output(calls)
+
+    cookie = IdentityFact(1000, None, None, "COOKIE")
+    assert survey((1, cookie, 7)) == (None, ())
+    assert survey((1, cookie, 7), (1, cookie, 3)) == (None, ((1, 3),))  # a copy is not a second call; sent: read at 3
+    assert survey((1, cookie, 7), (2, IdentityFact(2000), 8)).timeline is not None
+    assert survey((1, IdentityFact(1), 1), (2, IdentityFact(2), 2)).timeline is None  # two calls that say nothing
 
 
 def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merging():
     fold = _VisitorSurveyFn(ttl_ms=10**9)
     free, pro = (IdentityFact(1000, {"plan": "free"}), 9), (IdentityFact(1000, {"plan": "pro"}), 1)
     later, same = (IdentityFact(5000, {"plan": "team"}), 2), (IdentityFact(1000, {"plan": "free"}), 4)
-    for parts in ([[free], [pro, later, same]], [[pro], [same], [free], [later]], [[later, pro, same, free]]):
+    silent = (IdentityFact(1000), 99)  # says nothing: the least by what it says
+    other = (IdentityFact(3000, {"plan": "x"}), 5)
+    for parts in ([[free], [pro, later, same]], [[pro], [same], [free], [later]], [[later, pro, same, free]],
+                  [[silent, other], [free, pro]], [[free], [silent], [other, later]]):
         accumulators = []
         for part in parts:
             accumulator = fold.create_accumulator()
             for fact, position in part:
-                accumulator = fold.add_input(accumulator, ("m-1", fact, position))
+                key = 2 if fact.at_ms == 3000 else 1
+                accumulator = fold.add_input(accumulator, (key, fact, position))
             accumulators.append(accumulator)
-        calls = fold.merge_accumulators(accumulators)
-        assert calls == {"m-1": (4, free[0], 4)}  # the least by what it says, then by where it was read
+        sent, facts, repeated = fold.merge_accumulators(accumulators)
+        copies = sum(len(part) for part in parts) - (1 if any(other in part for part in parts) else 0)
+        if any(silent in part for part in parts):
+            assert 1 not in facts and sent[1] >> 48 == 99 and repeated[1] == copies
+        else:
+            assert facts[1] == free[0] and sent[1] >> 48 == 4 and repeated[1] == copies
+        assert sent[1] & ((1 << 48) - 1) == 1000
 
 
 def test_an_unknown_join_is_refused():
