@@ -45,7 +45,7 @@ def main() -> None:
     if args.smoke:
         args.events, args.runs = 2_000, 1
     events = events_file(args.events)
-    raw_rates, pipe_rates, pipe_delivery_rates, cpu_per_1000 = [], [], [], []
+    raw_rates, pipe_rates, pipe_delivery_rates, cpu_per_1000, peak_rss_mb = [], [], [], [], []
     load_before = load_average()
     with Nginx(free_port()) as nginx, tempfile.TemporaryDirectory() as tmp:
         urls = Path(tmp) / "urls.txt"
@@ -62,6 +62,7 @@ def main() -> None:
             pipe_rates.append(summary["read"] / run.wall)
             pipe_delivery_rates.append(delivery_rate(nginx.received()))
             cpu_per_1000.append(run.cpu / delivered * 1000)
+            peak_rss_mb.append(run.max_rss_mb)
     raw_median, pipe_median = median(raw_rates), median(pipe_rates)
     phase_ratio = median(pipe_delivery_rates) / raw_median
     if args.smoke:
@@ -74,6 +75,7 @@ def main() -> None:
         "pipeline_events_per_second_end_to_end": [round(r) for r in pipe_rates],
         "pipeline_delivery_phase_per_second": [round(r) for r in pipe_delivery_rates],
         "pipeline_cpu_seconds_per_1000_events": [round(c, 3) for c in cpu_per_1000],
+        "pipeline_peak_rss_mb": [round(r) for r in peak_rss_mb],
         "median_raw": round(raw_median), "median_pipeline": round(pipe_median),
         "ratio_pipeline_to_raw": round(pipe_median / raw_median, 3),
         "ratio_delivery_phase_to_raw": round(phase_ratio, 3),
