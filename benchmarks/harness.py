@@ -51,11 +51,11 @@ class Run:
     returncode: int
 
 
-def timed(args: list[str], timeout: float) -> Run:
-    """Run a command, measuring its own wall time, CPU time and peak memory (os.wait4)."""
+def timed(args: list[str], timeout: float, root: Path = ROOT, environ: dict[str, str] | None = None) -> Run:
+    """Run a command from ``root``, measuring its own wall time, CPU time and peak memory (os.wait4)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.monotonic()
-        process = subprocess.Popen(args, cwd=ROOT, env=env(), stdout=out, stderr=err)
+        process = subprocess.Popen(args, cwd=root, env=environ or env(), stdout=out, stderr=err)
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -302,24 +302,7 @@ def timed_in(root: Path, args: list[str], timeout: float) -> Run:
     """Like ``timed``, run from another checkout of the project (``git worktree``): that checkout's
     code is imported, not this one's."""
     environ = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        started = time.monotonic()
-        process = subprocess.Popen(args, cwd=root, env=environ, stdout=out, stderr=err)
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                raise TimeoutError(f"{args[:4]} ran over {timeout} s")
-            time.sleep(0.05)
-        wall = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read(), err.read(),
-                   process.returncode)
+    return timed(args, timeout, root, environ)
 
 
 def run_pipeline_in(root: Path, args: list[str], timeout: float = 3600) -> tuple[Run, dict]:
