@@ -13,8 +13,8 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from transforms.counters import counter
-from transforms.delivery.ledger import key_number, read_settled
-from transforms.rules.event_id import event_id, ledger_key
+from transforms.delivery.ledger import read_settled
+from transforms.rules.event_id import event_id, id_number
 from transforms.rules.events import Event
 from transforms.rules.outcomes import Outcome
 from transforms.rules.time_range import TimeRange
@@ -45,7 +45,7 @@ class _SelectToSendFn(beam.DoFn):
         if not self.time_range.contains(event.timestamp_ms):
             self.out_of_range.inc()
             return
-        if self.settled and key_number(ledger_key(event_id(event.original))) in self.settled:
+        if self.settled and id_number(event_id(event.original)) in self.settled:
             self.skipped_ledger.inc()
             return
         yield event
