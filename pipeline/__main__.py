@@ -1,7 +1,8 @@
 """``python -m pipeline``: run the Woopra delivery job."""
 
-from pipeline.launcher import main
-
-# Guarded: a spawned child process (the delivery process) imports this module again.
+# Guarded, the import too: a spawned child process (the delivery process) imports this module
+# again, and must not import Beam with the launcher.
 if __name__ == "__main__":
+    from pipeline.launcher import main
+
     main()

@@ -175,3 +175,15 @@ def test_child_ends_soon_after_its_parent_dies_even_with_requests_in_flight(stan
         parent.stdout.close()
         if child is not None and _running(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_the_delivery_process_starts_without_importing_beam():
+    """What the child imports (its target's module, and ``python -m pipeline``'s main module,
+    which a spawned child imports again) must not pull in Beam: it would cost seconds at the
+    start of every delivering run."""
+    check = ("import sys, runpy; import transforms.delivery.process, transforms.delivery.settings; "
+             "runpy.run_module('pipeline.__main__', run_name='__mp_main__'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'apache_beam'))")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
+                         env=subprocess_env(), timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,9 +1,12 @@
-"""Request rate limiting (docs/behaviour.md#delivery), behind Beam's ``RateLimiter`` interface.
+"""Request rate limiting (docs/behaviour.md#delivery), behind the interface of Beam's ``RateLimiter``.
 
 - ``TokenBucket``: the job's rate (or a worker process's share of it) in one process, shared by
   all its threads. Its ``reserve`` never blocks, so the asyncio sender can wait without a thread.
 - ``envoy_rate_limiter``: Beam's ``EnvoyRateLimiter``, one limit for the whole job across
   workers, kept by an Envoy Rate Limit Service (``--rate_limiter_address``).
+
+Beam is imported only for Envoy's limiter: the delivery process (transforms/delivery/process.py)
+imports this module, and without Beam it starts in a fraction of a second instead of seconds.
 """
 
 from __future__ import annotations
@@ -11,14 +14,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from apache_beam.io.components.rate_limiter import EnvoyRateLimiter, RateLimiter
+if TYPE_CHECKING:
+    from apache_beam.io.components.rate_limiter import EnvoyRateLimiter
 
 ENVOY_DOMAIN = "woopra"
 METRICS_NAMESPACE = "woopra"
 
 
-class TokenBucket(RateLimiter):
+class Limiter(Protocol):
+    """What the sender asks of a rate limiter: Beam's ``RateLimiter.allow``, which may block."""
+
+    def allow(self) -> bool: ...
+
+
+class TokenBucket:
     """Allows ``rate`` acquisitions per second on average, with bursts of at most ``burst``.
 
     One bucket is shared by every thread of a worker process, so concurrent senders together
@@ -32,7 +43,6 @@ class TokenBucket(RateLimiter):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(namespace=METRICS_NAMESPACE)
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
         self.rate = float(rate)
@@ -130,6 +140,8 @@ class AdaptiveRate:
 def envoy_rate_limiter(address: str, project: str, domain: str = ENVOY_DOMAIN) -> EnvoyRateLimiter:
     """Beam's global limiter: every request asks the Envoy RLS at ``address`` for one hit of the
     descriptor ``woopra_project=<project>`` in ``domain``; the RLS config holds the limit."""
+    from apache_beam.io.components.rate_limiter import EnvoyRateLimiter
+
     return EnvoyRateLimiter(
         service_address=address,
         domain=domain,

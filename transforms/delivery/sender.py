@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import aiohttp
-from apache_beam.io.components.rate_limiter import RateLimiter
 from yarl import URL
 
-from transforms.delivery.rate_limit import AdaptiveRate, TokenBucket
+from transforms.delivery.rate_limit import AdaptiveRate, Limiter, TokenBucket
 from transforms.delivery.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.rules.dead_letters import DeadLetter
 from transforms.rules.outcomes import Outcome, delivered_outcome
@@ -139,7 +138,7 @@ class WoopraSender:
         policy: RetryPolicy,
         request_timeout: float = 10.0,
         max_in_flight: int = 32,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy

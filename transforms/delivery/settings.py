@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apache_beam.io.components.rate_limiter import RateLimiter
-
-from transforms.delivery.rate_limit import ENVOY_DOMAIN, TokenBucket, envoy_rate_limiter
+from transforms.delivery.rate_limit import ENVOY_DOMAIN, Limiter, TokenBucket, envoy_rate_limiter
 from transforms.delivery.retry import RetryPolicy
 
 
@@ -28,7 +26,7 @@ class DeliverySettings:
     # so that every process gets its share of them (transforms/deliver.py).
     spread_over_workers: bool = False
 
-    def limiter(self) -> RateLimiter:
+    def limiter(self) -> Limiter:
         """This process's limiter: Envoy's global one when configured, else a token bucket."""
         if self.rate_limiter_address:
             return envoy_rate_limiter(self.rate_limiter_address, self.project, self.rate_limiter_domain)
