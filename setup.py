@@ -18,7 +18,8 @@ setup(
     install_requires=[
         "apache-beam[gcp]>=2.60,<3",
         "requests>=2.31",
-        "aiohttp>=3.9",  # delivery: see transforms/delivery/sender.py
+        "httptools>=0.6",  # delivery: the HTTP response parser of transforms/delivery/http.py
+        "aiohttp>=3.9",  # the Woopra stand-in (woopra_standin/) and the benchmarks' reference client
         "pyarrow>=14",
         "PyYAML>=6",  # the mapping config and runner configs are YAML
         "Jinja2>=3.1",  # the run report's template: pipeline/tools/report.html

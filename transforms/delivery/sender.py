@@ -3,11 +3,9 @@
 No Beam here: the delivery DoFn shares one ``WoopraSender`` per worker process; tests and the
 debugger use it directly.
 
-Why aiohttp and not ``requests`` (the usual choice): a ``requests`` call costs several times the
-CPU, mostly in pure Python, and concurrency needs one thread per request in flight, all
-contending for the GIL. One asyncio loop running aiohttp keeps ``max_in_flight`` requests open
-for a fraction of that (BENCHMARKS.md), so a worker's CPU goes to the pipeline, not to the HTTP
-client.
+The HTTP work is ``transforms/delivery/http.py``: one asyncio loop keeps ``max_in_flight``
+requests open on keep-alive connections, for a fraction of the CPU of ``requests`` with a thread
+per request, or of aiohttp (BENCHMARKS.md), so a worker's CPU goes to the pipeline.
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import aiohttp
-from yarl import URL
-
+from transforms.delivery.http import BadResponseError, HttpClient
 from transforms.delivery.rate_limit import AdaptiveRate, Limiter, TokenBucket
 from transforms.delivery.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.rules.dead_letters import DeadLetter
@@ -34,10 +30,9 @@ from transforms.rules.woopra_mapping import WoopraRequest
 
 # Failures of the connection rather than of the request: worth another attempt.
 TRANSIENT_ERRORS = (
-    aiohttp.ClientConnectionError,  # refused, reset, dropped before or while answering
-    aiohttp.ClientPayloadError,  # connection broken while reading the response
-    aiohttp.ClientResponseError,  # a garbled response (bad status line or headers)
-    asyncio.TimeoutError,
+    OSError,  # refused, reset, dropped before or while answering (ServerDisconnectedError), DNS, TLS
+    BadResponseError,  # a garbled response (bad status line or headers)
+    TimeoutError,
 )
 FALLBACK_USER_AGENT = "woopra-delivery-pipeline/0.1 (server-side)"
 
@@ -49,10 +44,7 @@ def is_certificate_failure(exc: BaseException) -> bool:
     rejected at once rather than retried (docs/delivery.md#tls). Verification itself
     is never turned off.
     """
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return True
-    return isinstance(exc, aiohttp.ClientSSLError) and isinstance(
-        getattr(exc, "os_error", None), ssl.SSLCertVerificationError)
+    return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(exc.__cause__, ssl.SSLCertVerificationError)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -156,21 +148,13 @@ class WoopraSender:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
         # Closed when dropped or at exit too: a process-wide sender is never closed by hand.
-        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._session, self._tasks)
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._thread, self._client, self._tasks)
 
     async def _open(self) -> None:
         self._slots = asyncio.Semaphore(self.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": FALLBACK_USER_AGENT},  # only when the event has none
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-        )
-        # aiohttp silently resends a GET once when a connection drops; we want every attempt to
-        # pass the rate limiter and the retry policy, and to be counted.
-        if hasattr(self._session, "_retry_connection"):
-            self._session._retry_connection = False
+        # Every attempt is one request: nothing is resent behind the retry policy's back.
+        self._client = HttpClient(self.request_timeout, self.max_in_flight)
 
     async def _wait(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -178,14 +162,12 @@ class WoopraSender:
         elif seconds > 0:
             await asyncio.sleep(seconds)
 
-    async def _attempt(self, url: URL, headers: dict[str, str] | None) -> tuple[int, str, str | None]:
+    async def _attempt(self, full_url: str, user_agent: str) -> tuple[int, str, str | None]:
         async with self._slots:
             # The token is taken once a connection slot is free, right before sending: a request
             # holding a token while it waits for a slot would go out late, bunched with others.
             await self._wait_for_permission()
-            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
-                body = await response.text(errors="replace")
-                return response.status, body, response.headers.get("Retry-After")
+            return await self._client.get(full_url, user_agent)
 
     async def deliver(self, request: WoopraRequest) -> DeliveryOutcome:
         """Send one request, retrying as the policy says; never raises."""
@@ -194,8 +176,7 @@ class WoopraSender:
     async def send_url(self, full_url: str, user_agent: str | None) -> SendResult:
         """Send one GET of an already encoded URL, retrying as the policy says; never raises."""
         started = time.monotonic()
-        url = URL(full_url, encoded=True)  # sent byte for byte
-        headers = {"User-Agent": user_agent} if user_agent else None
+        user_agent = user_agent or FALLBACK_USER_AGENT
         attempts = 0
         status: int | None = None
         body: str | None = None
@@ -203,7 +184,7 @@ class WoopraSender:
             attempts += 1
             retry_after: float | None = None
             try:
-                status, body, retry_after_header = await self._attempt(url, headers)
+                status, body, retry_after_header = await self._attempt(full_url, user_agent)
                 if status == 429:
                     self.rate_limited += 1
                 if self.adaptive is not None:
@@ -285,7 +266,7 @@ class WoopraSender:
 
 
 def _shut_down(
-    loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: aiohttp.ClientSession,
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: HttpClient,
     tasks: set[asyncio.Task[None]],
 ) -> None:
     if loop.is_closed() or not thread.is_alive():
@@ -293,11 +274,11 @@ def _shut_down(
 
     async def close() -> None:
         # Requests still going (the delivery process abandoned by its parent) end here, rather
-        # than being retried against a closed session or destroyed half done with the loop.
+        # than being retried against closed connections or destroyed half done with the loop.
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await session.close()
+        client.close()
 
     try:
         asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)

@@ -176,10 +176,14 @@ def _finite_float(text: str) -> float:
     return number
 
 
+# NaN and Infinity are not JSON (Python's parser accepts them unless told otherwise), and a
+# number too large for a float (1e400) would silently become infinity. One decoder for every
+# input: ``json.loads`` with options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _decode(text: str) -> Any:
-    # NaN and Infinity are not JSON (Python's parser accepts them unless told otherwise), and a
-    # number too large for a float (1e400) would silently become infinity.
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    return _DECODER.decode(text)
 
 
 def _as_text(payload: str | bytes) -> tuple[str, str | None]:
