@@ -28,7 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.counters import NAMESPACE, counter
 from transforms.delivery.ledger import LedgerWriter
-from transforms.delivery.process import DeliveryProcess
+from transforms.delivery.process import Answer, DeliveryProcess
 from transforms.delivery.sender import DeliveryOutcome, WoopraSender
 from transforms.delivery.settings import DeliverySettings
 from transforms.failures import StepFailures
@@ -46,6 +46,8 @@ QUEUED_PER_SLOT = 8
 # (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
 _PROCESS_SENDERS = Shared()
 _PROCESS_LEDGERS = Shared()  # one ledger file per worker process
+# A request being sent: a Future from the in-process sender, an Answer from the delivery process.
+Pending = Future[DeliveryOutcome] | Answer
 
 
 def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
@@ -78,7 +80,7 @@ class _DeliverFn(beam.DoFn):
             self.ledger = _PROCESS_LEDGERS.acquire(lambda: LedgerWriter(folder, run_id), tag=f"{folder} {run_id}")
 
     def start_bundle(self) -> None:
-        self.in_flight: collections.deque[tuple[Future[DeliveryOutcome], Any, Any]] = collections.deque()
+        self.in_flight: collections.deque[tuple[Pending, Any, Any]] = collections.deque()
 
     def process(
         self, request: WoopraRequest, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
@@ -119,7 +121,7 @@ class _DeliverFn(beam.DoFn):
         if news.send_rate is not None:
             self.send_rate_gauge.set(int(news.send_rate))
 
-    def _emit(self, future: Future[DeliveryOutcome], timestamp: Any, window: Any) -> Any:
+    def _emit(self, future: Pending, timestamp: Any, window: Any) -> Any:
         outcome = future.result()  # send() never raises
         self._report_pushback()
         self.outcomes[outcome.result].inc()
@@ -137,7 +139,7 @@ class _Settle:
         self.ledger = ledger
         self.key = key
 
-    def __call__(self, future: Future[DeliveryOutcome]) -> None:
+    def __call__(self, future: Pending) -> None:
         if future.result().attempts > 0:  # answered; 0: never sent (the delivery process died first)
             self.ledger.record(self.key)
 

@@ -187,3 +187,26 @@ def test_the_delivery_process_starts_without_importing_beam():
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
                          env=subprocess_env(), timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_answer_waits_wakes_and_calls_back_once():
+    import threading
+
+    from transforms.delivery.process import Answer, _settle
+    from transforms.delivery.sender import DeliveryOutcome, SendResult
+    from transforms.rules.outcomes import Outcome
+
+    settled = threading.Condition()
+    early, late = Answer(settled), Answer(settled)
+    called: list[str] = []
+    early.add_done_callback(lambda a: called.append(f"early {a.result().status}"))
+    with pytest.raises(TimeoutError):
+        early.result(timeout=0.05)
+    outcome = DeliveryOutcome(_request("http://127.0.0.1:9/track", 0), SendResult(Outcome.DELIVERED_200, 200, 1))
+    waiter = threading.Thread(target=lambda: called.append(f"waited {early.result(timeout=10).status}"))
+    waiter.start()
+    _settle(settled, [(early, outcome), (late, outcome)])
+    waiter.join(timeout=10)
+    late.add_done_callback(lambda a: called.append("late, at once"))
+    assert sorted(called) == ["early 200", "late, at once", "waited 200"]
+    assert early.done() and late.result() is outcome

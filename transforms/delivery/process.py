@@ -6,7 +6,10 @@ requests from a client alone. ``DeliveryProcess`` moves the client (``WoopraSend
 retries, keep-alive) into a child process and talks to it through a pipe in batches, so a worker
 process with two cores delivers faster (the measurements: BENCHMARKS.md, benchmark 1).
 
-Same interface as ``WoopraSender`` (``submit``, ``send``, ``close``, ``pushback``).
+Same interface as ``WoopraSender`` (``submit``, ``send``, ``close``, ``pushback``). The parent sends
+the request's parts and the child encodes the URL: the child has CPU to spare, the parent runs
+the rest of the pipeline. Answers come back as plain tuples, which pickle in C, and each becomes
+an ``Answer``: a ``Future`` without a lock of its own.
 The child's rate limiter and Woopra's pushback (429s, the adaptive rate) live in the child: it
 sends their figures with every batch of answers, so the DoFn reports the same Beam metrics as
 with an in-process sender. If the child dies, every request it had not answered ends as
@@ -24,7 +27,7 @@ import multiprocessing
 import signal
 import threading
 import weakref
-from concurrent.futures import Future
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from transforms.delivery.sender import DeliveryOutcome, Pushback, PushbackLedger, SendResult, WoopraSender
@@ -38,6 +41,56 @@ if TYPE_CHECKING:
 
 BATCH = 64  # requests or outcomes per pipe message
 FLUSH_SECONDS = 0.002  # the longest a request or an outcome waits to fill a batch
+
+
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+
+
+class Answer:
+    """What ``DeliveryProcess.submit`` returns: the ``Future`` methods the Deliver step uses
+    (``done``, ``result``, ``add_done_callback``), with one lock per delivery process instead of
+    one per request; answers are set a batch at a time."""
+
+    __slots__ = ("_settled", "_outcome", "_callbacks")
+
+    def __init__(self, settled: threading.Condition) -> None:
+        self._settled = settled
+        self._outcome: DeliveryOutcome | None = None
+        self._callbacks: list[Callable[[Answer], None]] = []
+
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    def result(self, timeout: float | None = None) -> DeliveryOutcome:
+        """The outcome, waiting for it if need be (``TimeoutError`` after ``timeout`` seconds)."""
+        outcome = self._outcome
+        if outcome is None:
+            with self._settled:
+                if not self._settled.wait_for(self.done, timeout):
+                    raise TimeoutError(f"no answer within {timeout} s")
+                outcome = self._outcome
+        assert outcome is not None
+        return outcome
+
+    def add_done_callback(self, callback: Callable[[Answer], None]) -> None:
+        """Call ``callback(answer)`` once the outcome is set (at once if it is), on the setting thread."""
+        with self._settled:
+            if self._outcome is None:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+
+def _settle(settled: threading.Condition, outcomes: list[tuple[Answer, DeliveryOutcome]]) -> None:
+    """Set a batch of answers, wake whoever waits for one, then run their callbacks."""
+    with settled:
+        for answer, outcome in outcomes:
+            answer._outcome = outcome
+        settled.notify_all()
+    for answer, _ in outcomes:
+        callbacks, answer._callbacks = answer._callbacks, []
+        for callback in callbacks:
+            callback(answer)
 
 
 class _Batcher:
@@ -122,7 +175,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
     def on_result(request_id: int, sent: SendResult) -> None:  # on the loop thread
         nonlocal flush_pending, answered
         answered += 1
-        answers.append((request_id, sent))
+        answers.append((request_id, sent.result.value, *sent[1:]))  # plain values pickle in C
         if len(answers) >= BATCH or (stopping and answered == submitted):
             flush()
         elif not flush_pending:
@@ -138,7 +191,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
             if batch is None:
                 break  # the parent asks us to stop: finish what was sent first
             submitted += len(batch)
-            sender.submit_urls(batch, on_result)
+            sender.submit_requests(batch, on_result)
         stopping = True
         sender.call_soon_threadsafe(flush)
         all_answered.wait(timeout=settings.retry.max_retry_seconds + 60)
@@ -159,8 +212,9 @@ class DeliveryProcess:
         self._process.start()
         child_end.close()
         self._ids = itertools.count()
-        self._pending: dict[int, tuple[Future[DeliveryOutcome], WoopraRequest]] = {}
+        self._pending: dict[int, tuple[Answer, WoopraRequest]] = {}
         self._pending_lock = threading.Lock()
+        self._settled = threading.Condition()
         self._requests = _Batcher(self._connection)
         self._child_gone = False  # set by the reader at EOF, before it fails what is pending
         self._pushback = Pushback()  # the child's latest figures
@@ -169,20 +223,19 @@ class DeliveryProcess:
         self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self._requests, self._connection, self._process)
 
-    def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
-        """Start sending one request; the future completes with its outcome."""
-        future: Future[DeliveryOutcome] = Future()
+    def submit(self, request: WoopraRequest) -> Answer:
+        """Start sending one request; the answer completes with its outcome."""
+        answer = Answer(self._settled)
         request_id = next(self._ids)
         with self._pending_lock:
-            self._pending[request_id] = (future, request)
-        # Only what the child needs, encoded here (this side has CPU to spare; the child is the
-        # busier one): the event itself stays here for the dead letter.
-        self._requests.add((request_id, request.full_url(), request.user_agent))
+            self._pending[request_id] = (answer, request)
+        # Only what the child needs: the event itself stays here for the dead letter.
+        self._requests.add((request_id, request.url, request.params, request.user_agent))
         # Checked after the request is pending: whichever of this thread and the reader comes
         # second fails it, so a request submitted as the child dies is never left waiting.
         if self._requests.closed or self._child_gone:
             self._fail_pending("the delivery process is not running")
-        return future
+        return answer
 
     def send(self, request: WoopraRequest) -> DeliveryOutcome:
         """Send one request and wait for its outcome."""
@@ -195,10 +248,11 @@ class DeliveryProcess:
             except (EOFError, OSError):
                 break
             answers, self._pushback = message
-            for request_id, sent in answers:
-                with self._pending_lock:
-                    future, request = self._pending.pop(request_id)
-                future.set_result(DeliveryOutcome(request, sent))
+            with self._pending_lock:
+                pending = [self._pending.pop(answer[0]) for answer in answers]
+            _settle(self._settled, [
+                (waiting, DeliveryOutcome(request, SendResult(_OUTCOMES[answer[1]], *answer[2:])))
+                for (waiting, request), answer in zip(pending, answers, strict=True)])
         self._child_gone = True
         self._fail_pending("the delivery process stopped before answering")
 
@@ -219,9 +273,9 @@ class DeliveryProcess:
     def _fail_pending(self, error: str) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        for future, request in pending.values():
-            if not future.done():
-                future.set_result(DeliveryOutcome(request, SendResult(Outcome.RETRIES_EXHAUSTED, None, 0, error)))
+        _settle(self._settled, [
+            (answer, DeliveryOutcome(request, SendResult(Outcome.RETRIES_EXHAUSTED, None, 0, error)))
+            for answer, request in pending.values() if not answer.done()])
 
     def close(self) -> None:
         """Let the child finish what it has, then stop it."""

@@ -26,7 +26,7 @@ from transforms.delivery.rate_limit import AdaptiveRate, Limiter, TokenBucket
 from transforms.delivery.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.rules.dead_letters import DeadLetter
 from transforms.rules.outcomes import Outcome, delivered_outcome
-from transforms.rules.woopra_mapping import WoopraRequest
+from transforms.rules.woopra_mapping import WoopraRequest, request_url
 
 # Failures of the connection rather than of the request: worth another attempt.
 TRANSIENT_ERRORS = (
@@ -231,18 +231,26 @@ class WoopraSender:
         """Start sending one request; the future completes with its outcome."""
         return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
 
-    def submit_urls(
-        self, batch: list[tuple[int, str, str | None]], on_result: Callable[[int, SendResult], None]
+    def submit_requests(
+        self, batch: list[tuple[int, str, tuple[tuple[str, str], ...], str | None]],
+        on_result: Callable[[int, SendResult], None],
     ) -> None:
-        """Start sending ``(key, full_url, user_agent)`` items with one wake-up of the loop;
-        ``on_result(key, result)`` is called on the loop's thread as each one completes."""
+        """Start sending ``(key, url, params, user_agent)`` items (a ``WoopraRequest``'s parts) with
+        one wake-up of the loop; ``on_result(key, result)`` is called on the loop's thread as each
+        one completes."""
 
-        async def send_and_report(key: int, full_url: str, user_agent: str | None) -> None:
+        async def send_and_report(key: int, url: str, params: tuple[tuple[str, str], ...],
+                                  user_agent: str | None) -> None:
+            try:
+                full_url = request_url(url, params)
+            except Exception as exc:  # noqa: BLE001 - not sent (attempts 0), but answered all the same
+                on_result(key, SendResult(Outcome.REJECTED, None, 0, describe_error(exc)))
+                return
             on_result(key, await self.send_url(full_url, user_agent))
 
         def start() -> None:
-            for key, full_url, user_agent in batch:
-                task = self._loop.create_task(send_and_report(key, full_url, user_agent))
+            for key, url, params, user_agent in batch:
+                task = self._loop.create_task(send_and_report(key, url, params, user_agent))
                 self._tasks.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(self._tasks.discard)
 

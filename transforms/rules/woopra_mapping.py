@@ -70,6 +70,11 @@ def encode_query(params: tuple[tuple[str, str], ...]) -> str:
     return "&".join([f"{_quote(name)}={_quote(value)}" for name, value in params])
 
 
+def request_url(url: str, params: tuple[tuple[str, str], ...]) -> str:
+    """A request's URL, its query encoded: what goes on the wire."""
+    return f"{url}?{encode_query(params)}"
+
+
 @dataclass(frozen=True)
 class WoopraSettings:
     """Everything the mapping needs besides the event: the integration's "Field Mappings"."""
@@ -127,7 +132,7 @@ class WoopraRequest:
 
     def full_url(self) -> str:
         """The URL with its encoded query, as the HTTP library sends it."""
-        return f"{self.url}?{encode_query(self.params)}"
+        return request_url(self.url, self.params)
 
     def as_record(self) -> dict[str, Any]:
         """JSON form used by dry-run files and dead letters."""
