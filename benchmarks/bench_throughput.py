@@ -29,7 +29,7 @@ from harness import (
 )
 
 CONCURRENCY = 32
-TARGET = 0.5  # end to end, of the raw client's rate
+TARGET = 0.6  # end to end, of the raw client's rate
 # At 2,000 events the end-to-end rate is mostly Beam's start-up, so a smoke run judges the
 # delivery phase instead: a quarter of the raw rate, which a sender that lost its concurrency
 # (one request at a time against nginx) does not reach.

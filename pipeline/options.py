@@ -172,8 +172,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
     )),
     ("Operator", "", (
         Flag("--runner_config", "FILE", "YAML file of option defaults (see runner_configs/); command-line flags win."),
-        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows Beam's and "
-                            f"aiohttp's too.", "INFO"),
+        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows other "
+                            f"libraries' (Beam's) too.", "INFO"),
         Flag("--progress_interval_seconds", "SECONDS", "Local runners: log a one-line progress report this often "
                                             "(batch: with the share of input read and an ETA).", "60",
              number=Number(float, 1, 86_400)),

@@ -186,6 +186,12 @@ def _timeline(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, Identity
         yield visitor, found.timeline
 
 
+def _worth_a_lookup(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, VisitorSurvey]]:
+    visitor, found = survey
+    if found.timeline is not None or found.first_copies:
+        yield survey
+
+
 def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, int], int]]:
     visitor, found = survey
     for key, position in found.first_copies:
@@ -194,8 +200,15 @@ def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str
 
 # ----- batch: each id once --------------------------------------------------------------------------
 
+def _is_later_copy(event: Event, first_copies: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``event`` is a copy of an id of its visitor read elsewhere than the copy that is sent."""
+    key = id_number(event_id(event.original))
+    return any(key == repeated and position != position_rank(event.source) for repeated, position in first_copies)
+
+
 class _DropLaterCopiesFn(beam.DoFn):
-    """Each id of a visitor once: a copy read elsewhere than the survey's first copy is ``duplicate``.
+    """Batch, ``shuffle``: each id of a visitor once; a copy read elsewhere than the survey's first
+    copy is ``duplicate``.
 
     Both reads of the input see each call at the same position, so no call is grouped or held.
     """
@@ -205,8 +218,9 @@ class _DropLaterCopiesFn(beam.DoFn):
 
     def process(self, event: Event, first_copies: Mapping[tuple[str, int], int]) -> Iterator[Event]:
         if first_copies:
-            first = first_copies.get((event.visitor, id_number(event_id(event.original))))
-            if first is not None and first != position_rank(event.source):
+            key = id_number(event_id(event.original))
+            first = first_copies.get((event.visitor, key))
+            if first is not None and _is_later_copy(event, ((key, first),)):
                 self.duplicate.inc()
                 return
         yield event
@@ -214,15 +228,24 @@ class _DropLaterCopiesFn(beam.DoFn):
 
 # ----- batch: calls meet their visitor's timeline ---------------------------------------------------
 
-class _EnrichFromTimelineFn(beam.DoFn):
-    """Batch, ``side_input``: each call enriched from its visitor's timeline (a dict side input)."""
+class _EnrichFromSurveyFn(beam.DoFn):
+    """Batch, ``side_input``: each call looked up in a dict side input of the visitors the survey
+    found something for: a later copy is ``duplicate``, the others are enriched from the timeline.
+
+    One lookup for both (not a step each): this runs for every event of a backfill.
+    """
 
     def setup(self) -> None:
         self.failures = StepFailures("Identity")
+        self.duplicate = counter(Outcome.DUPLICATE)
 
-    def process(self, event: Event, timelines: Mapping[str, IdentityTimeline]) -> Iterator[object]:
+    def process(self, event: Event, surveys: Mapping[str, VisitorSurvey]) -> Iterator[object]:
+        found = surveys.get(event.visitor)  # none for a visitor who needs nothing
         try:
-            timeline = timelines.get(event.visitor)  # none for a visitor who needs none
+            if found is not None and found.first_copies and _is_later_copy(event, found.first_copies):
+                self.duplicate.inc()
+                return
+            timeline = found.timeline if found is not None else None
             enriched = with_known_identity(event, timeline.at(event.timestamp_ms) if timeline else None)
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
             yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
@@ -404,12 +427,13 @@ class EnrichIdentity(beam.PTransform):
         else:
             calls = events | "SurveyEvents" >> beam.Map(_survey_record)
         survey = calls | "SurveyPerVisitor" >> beam.CombinePerKey(_VisitorSurveyFn(self.ttl_ms))
+        if self.join == "side_input":
+            surveys = survey | "WorthALookup" >> beam.FlatMap(_worth_a_lookup)
+            return events | "LookUpSurvey" >> beam.ParDo(
+                _EnrichFromSurveyFn(), beam.pvalue.AsDict(surveys)).with_outputs(DEAD_LETTERS, main="events")
         timelines = survey | "Timelines" >> beam.FlatMap(_timeline)
         first_copies = survey | "FirstCopies" >> beam.FlatMap(_first_copies)
         unique = events | "DropLaterCopies" >> beam.ParDo(_DropLaterCopiesFn(), beam.pvalue.AsDict(first_copies))
-        if self.join == "side_input":
-            return unique | "LookUpTimeline" >> beam.ParDo(
-                _EnrichFromTimelineFn(), beam.pvalue.AsDict(timelines)).with_outputs(DEAD_LETTERS, main="events")
         calls = unique | "KeyCallsByVisitor" >> beam.Map(_by_visitor)
         return ({"events": calls, "timeline": timelines}
                 | "JoinByVisitor" >> beam.CoGroupByKey()
