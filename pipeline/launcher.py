@@ -214,6 +214,11 @@ def _no_empty_output_warning(record: logging.LogRecord) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
+    # Beam asks whether it runs in an IPython session for every transform the graph applies, by
+    # importing IPython: where IPython is installed (any machine with Jupyter) that import alone
+    # costs about half a second at every start. A console run is not in an IPython session, and
+    # the job does not use IPython, so that import is refused here (Beam then knows the answer).
+    sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_logging("INFO")  # until the command line says otherwise
     exit_now(run(sys.argv[1:] if argv is None else argv))
