@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from tests.support.scripted_server import ScriptedServer
 from tests.support.self_signed import write_self_signed
 from tests.support.sending import send_all
 from transforms.delivery.rate_limit import TokenBucket
@@ -271,64 +272,19 @@ def test_request_timeout_every_time_exhausts_retries(woopra, make_sender):
     assert time.monotonic() - started >= 2 * 0.2  # lower bound only
 
 
-class TruncatingServer:
-    """Answers the first ``truncate`` connections with a 200 whose body is cut short, then 200s."""
-
-    def __init__(self, truncate: int = 1, total: int = 5) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.truncate = truncate
-        self.total = total
-        self.requests = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 10.0
-        index = 0
-        while index < self.total and not self.stopping.is_set() and time.monotonic() < deadline:  # bounded
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5.0)
-                data = b""
-                while b"\r\n\r\n" not in data and len(data) < 65536:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.requests += 1
-                if index < self.truncate:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"succ")
-                else:
-                    body = b'{"success":true}'
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: "
-                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
-            index += 1
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=6)
-        self.sock.close()
-
-
 def test_connection_broken_mid_response_is_not_rejected(make_sender):
-    server = TruncatingServer(truncate=1)
-    try:
-        outcome = make_sender().send(ce_request(f"http://127.0.0.1:{server.port}/track"))
-    finally:
-        server.close()
+    answered: list[bytes] = []
+
+    def cut_short_once(request: bytes) -> bytes:
+        answered.append(request)
+        if len(answered) == 1:
+            return b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"succ'
+        return b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 16\r\n\r\n{"success":true}'
+
+    with ScriptedServer(cut_short_once, close_after_answer=True) as server:
+        outcome = make_sender().send(ce_request(server.url + "/track"))
     assert outcome.result != "rejected"
-    assert outcome.delivered
+    assert outcome.delivered and outcome.attempts == 2
 
 
 # ----- what goes on the wire --------------------------------------------------------------

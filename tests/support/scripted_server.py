@@ -1,0 +1,71 @@
+"""A scripted HTTP server on 127.0.0.1 for the delivery client's tests: answers whatever bytes a test
+gives it, so it can answer what no real server would (cut short, garbled, close-delimited)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+Answer = Callable[[bytes], bytes | None]  # the request's bytes -> what to write back (None: close at once)
+
+
+class ScriptedServer:
+    """Accepts connections and answers each request with ``answer(request)``; records requests per connection."""
+
+    def __init__(self, answer: Answer, close_after_answer: bool = False) -> None:
+        self.answer = answer
+        self.close_after_answer = close_after_answer
+        self.connections: list[list[bytes]] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        deadline = time.monotonic() + 20  # bounded
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            requests: list[bytes] = []
+            self.connections.append(requests)
+            threading.Thread(target=self._serve, args=(conn, requests), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, requests: list[bytes]) -> None:
+        with conn:
+            conn.settimeout(5)
+            buffer = b""
+            for _ in range(100):  # bounded: requests per connection
+                while b"\r\n\r\n" not in buffer:
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buffer += chunk
+                request, _, buffer = buffer.partition(b"\r\n\r\n")
+                requests.append(request + b"\r\n\r\n")
+                reply = self.answer(request)
+                if reply is None:
+                    return
+                conn.sendall(reply)
+                if self.close_after_answer:
+                    return
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
