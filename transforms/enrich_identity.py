@@ -200,10 +200,10 @@ def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str
 
 # ----- batch: each id once --------------------------------------------------------------------------
 
-def _is_later_copy(event: Event, first_copies: Iterable[tuple[int, int]]) -> bool:
-    """Whether ``event`` is a copy of an id of its visitor read elsewhere than the copy that is sent."""
-    key = id_number(event_id(event.original))
-    return any(key == repeated and position != position_rank(event.source) for repeated, position in first_copies)
+def _is_later_copy(event: Event, first_position: int | None) -> bool:
+    """Whether ``event`` is a copy read elsewhere than ``first_position``, where the survey found the
+    copy of its id that is sent (None: its id was read once)."""
+    return first_position is not None and first_position != position_rank(event.source)
 
 
 class _DropLaterCopiesFn(beam.DoFn):
@@ -217,12 +217,10 @@ class _DropLaterCopiesFn(beam.DoFn):
         self.duplicate = counter(Outcome.DUPLICATE)
 
     def process(self, event: Event, first_copies: Mapping[tuple[str, int], int]) -> Iterator[Event]:
-        if first_copies:
-            key = id_number(event_id(event.original))
-            first = first_copies.get((event.visitor, key))
-            if first is not None and _is_later_copy(event, ((key, first),)):
-                self.duplicate.inc()
-                return
+        if first_copies and _is_later_copy(
+                event, first_copies.get((event.visitor, id_number(event_id(event.original))))):
+            self.duplicate.inc()
+            return
         yield event
 
 
@@ -242,7 +240,8 @@ class _EnrichFromSurveyFn(beam.DoFn):
     def process(self, event: Event, surveys: Mapping[str, VisitorSurvey]) -> Iterator[object]:
         found = surveys.get(event.visitor)  # none for a visitor who needs nothing
         try:
-            if found is not None and found.first_copies and _is_later_copy(event, found.first_copies):
+            if found is not None and found.first_copies and _is_later_copy(
+                    event, dict(found.first_copies).get(id_number(event_id(event.original)))):
                 self.duplicate.inc()
                 return
             timeline = found.timeline if found is not None else None

@@ -23,6 +23,7 @@ does not allow) raises ``ValueError`` before anything is sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
 from typing import NamedTuple
@@ -252,12 +253,7 @@ def _time_out(answer: asyncio.Future[Response], seconds: float) -> None:
         answer.set_exception(TimeoutError(f"no answer within {seconds:g} s"))
 
 
-_DEFAULT_SSL: ssl.SSLContext | None = None
-
-
+@functools.cache
 def _default_ssl_context() -> ssl.SSLContext:
     """The system's CAs, certificates and host names verified (made once: loading CAs is slow)."""
-    global _DEFAULT_SSL
-    if _DEFAULT_SSL is None:
-        _DEFAULT_SSL = ssl.create_default_context()
-    return _DEFAULT_SSL
+    return ssl.create_default_context()
