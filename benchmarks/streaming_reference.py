@@ -47,7 +47,7 @@ TALLY = DrainTally()
 
 
 class _CountFn(beam.DoFn):
-    def process(self, event: object) -> None:
+    def process(self, event: object):  # emits nothing
         # The runner pickles DoFns (a copy of this module's globals would come along): count in
         # the tally of the running script itself, which is this process's __main__.
         sys.modules["__main__"].TALLY.add()
@@ -60,9 +60,7 @@ def main() -> None:
     timeout = float(argv[3]) if len(argv) > 3 else 600.0
     if with_job_fixes:
         from pipeline.direct_runner import speed_up_direct_runner
-        from transforms.read_pubsub import use_larger_local_pulls
 
-        use_larger_local_pulls()
         speed_up_direct_runner()
     project = subscription.split("/")[1]
     options = PipelineOptions(["--runner=BundleBasedDirectRunner", "--streaming", f"--project={project}"])

@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
-# Install the package and run the sample job against the local Woopra stand-in: no Woopra account,
-# no network beyond 127.0.0.1. Everything it writes goes under out/try/.
+# Install the package in a virtual environment (.venv, from the lock constraints.txt) and run the
+# sample job against the local Woopra stand-in: no Woopra account, no network beyond 127.0.0.1 once
+# installed. Everything it writes goes under out/try/.
 #   usage: bash scripts/try.sh
-#   env:   PYTHON (python3)
+#   env:   PYTHON (python3: what .venv is made from), VENV (.venv)
+# Needs Python 3.11 or newer; on Debian or Ubuntu without python3-venv, apt-get with root or sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
+source scripts/venv.sh
 OUT=out/try
 
-die() { echo "scripts/try.sh: $*" >&2; exit 1; }
-
-pip_log="$(mktemp)"
-"$PY" -m pip install --quiet --root-user-action=ignore -e . >"$pip_log" 2>&1 \
-  || { cat "$pip_log" >&2; die "pip install -e . failed"; }
-rm -f "$pip_log"
+install_in_venv '.'
 
 mkdir -p "$OUT"
 rm -f "$OUT/received.jsonl" "$OUT/standin.log"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 
 from transforms.counters import counter
-from transforms.failures import StepFailures
+from transforms.failures import DeadLetterOutput, StepFailures
 from transforms.rules.consent import ConsentOutcome, ConsentPolicy, decide_consent
 from transforms.rules.dead_letters import DEAD_LETTERS
 from transforms.rules.events import Event
@@ -19,7 +19,7 @@ class _ConsentFn(beam.DoFn):
         self.filtered = {o: counter(o.value) for o in (ConsentOutcome.DENIED, ConsentOutcome.MISSING)}
         self.failures = StepFailures("Consent")
 
-    def process(self, event: Event) -> Iterator[object]:
+    def process(self, event: Event) -> Iterator[Event | DeadLetterOutput]:
         try:
             decision = decide_consent(event.original, self.policy)
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter

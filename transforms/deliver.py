@@ -33,7 +33,7 @@ from transforms.delivery.sender import DeliveryOutcome, WoopraSender
 from transforms.delivery.settings import DeliverySettings
 from transforms.failures import StepFailures
 from transforms.file_output import WriteJsonLines
-from transforms.rules.dead_letters import DEAD_LETTERS, to_json_line
+from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter, to_json_line
 from transforms.rules.event_id import event_id, ledger_key
 from transforms.rules.outcomes import RETRIED_REQUESTS, Outcome
 from transforms.rules.woopra_mapping import WoopraRequest
@@ -191,8 +191,11 @@ class DeliverToWoopra(beam.PTransform):
                 # does not send its requests again (docs/backfill.md#on-dataflow). One local
                 # process gains nothing from it and would hold every request in the shuffle.
                 requests = requests | "SpreadOverWorkers" >> beam.Reshuffle()
-            return requests | "Send" >> beam.ParDo(_DeliverFn(self.settings, self.ledger, self.run_id)).with_outputs(
-                DEAD_LETTERS, main="delivered")
+            # Outcomes leave as WindowedValues (each keeps its request's timestamp and window),
+            # which Beam's hints cannot say: the types are given here.
+            send = beam.ParDo(_DeliverFn(self.settings, self.ledger, self.run_id)).with_output_types(
+                DeliveryOutcome, dead_letters=DeadLetter)
+            return requests | "Send" >> send.with_outputs(DEAD_LETTERS, main="delivered")
         would_send = requests | "CountWouldSend" >> beam.ParDo(_WouldSendFn()).with_outputs(
             DEAD_LETTERS, main="delivered")
         _ = would_send.delivered | "WriteRequests" >> WriteJsonLines(

@@ -45,10 +45,10 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.counters import counter
-from transforms.failures import StepFailures
+from transforms.failures import DeadLetterOutput, StepFailures
 from transforms.rules.consent import ConsentPolicy
-from transforms.rules.dead_letters import DEAD_LETTERS
-from transforms.rules.event_id import event_id, fact_rank, first_copy, id_number, position_rank
+from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
+from transforms.rules.event_id import event_id, fact_rank, first_copy, id_digest, position_rank
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
@@ -64,12 +64,12 @@ from transforms.rules.outcomes import Outcome
 
 JOINS = ("side_input", "shuffle")
 
-# What the survey keeps of one call: its id (``id_number``), its fact, where it was read (``position_rank``).
-SurveyRecord = tuple[int, IdentityFact, int]
+# What the survey keeps of one call: its id (``id_digest``), its fact, where it was read (``position_rank``).
+SurveyRecord = tuple[bytes, IdentityFact, int]
 # A visitor's calls, small enough for millions: id → the sent copy's position and event time packed
 # in one number (``_pack``); id → that copy's fact, only when it says something; id → copies, only
 # for ids seen more than once.
-VisitorCalls = tuple[dict[int, int], dict[int, IdentityFact], dict[int, int]]
+VisitorCalls = tuple[dict[bytes, int], dict[bytes, IdentityFact], dict[bytes, int]]
 TIME_BITS = 48  # event times are validated to be before 10000-01-01: under 2**48 ms
 TIME_MASK = (1 << TIME_BITS) - 1
 
@@ -83,7 +83,7 @@ class VisitorSurvey(NamedTuple):
     for each id they sent more than once, where the copy that is sent was read."""
 
     timeline: IdentityTimeline | None
-    first_copies: tuple[tuple[int, int], ...]
+    first_copies: tuple[tuple[bytes, int], ...]
 
 
 def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
@@ -95,7 +95,7 @@ def _timestamped(events: Iterable[Event]) -> Iterator[TimestampedValue]:
 # ----- batch: the survey ----------------------------------------------------------------------------
 
 def _survey_record(event: Event) -> tuple[str, SurveyRecord]:
-    return event.visitor, (id_number(event_id(event.original)), IdentityFact.of(event), position_rank(event.source))
+    return event.visitor, (id_digest(event_id(event.original)), IdentityFact.of(event), position_rank(event.source))
 
 
 class _SurveyFn(beam.DoFn):
@@ -133,7 +133,7 @@ class _VisitorSurveyFn(beam.CombineFn):
         return {}, {}, {}
 
     @staticmethod
-    def _fold(calls: VisitorCalls, key: int, packed: int, fact: IdentityFact | None, copies: int) -> None:
+    def _fold(calls: VisitorCalls, key: bytes, packed: int, fact: IdentityFact | None, copies: int) -> None:
         """Fold ``copies`` calls of id ``key`` (the first of them ``packed``/``fact``) into ``calls``."""
         sent, facts, repeated = calls
         known = sent.get(key)
@@ -192,7 +192,7 @@ def _worth_a_lookup(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, Vi
         yield survey
 
 
-def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, int], int]]:
+def _first_copies(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[tuple[str, bytes], int]]:
     visitor, found = survey
     for key, position in found.first_copies:
         yield (visitor, key), position
@@ -216,9 +216,9 @@ class _DropLaterCopiesFn(beam.DoFn):
     def __init__(self) -> None:
         self.duplicate = counter(Outcome.DUPLICATE)
 
-    def process(self, event: Event, first_copies: Mapping[tuple[str, int], int]) -> Iterator[Event]:
+    def process(self, event: Event, first_copies: Mapping[tuple[str, bytes], int]) -> Iterator[Event]:
         if first_copies and _is_later_copy(
-                event, first_copies.get((event.visitor, id_number(event_id(event.original))))):
+                event, first_copies.get((event.visitor, id_digest(event_id(event.original))))):
             self.duplicate.inc()
             return
         yield event
@@ -237,11 +237,11 @@ class _EnrichFromSurveyFn(beam.DoFn):
         self.failures = StepFailures("Identity")
         self.duplicate = counter(Outcome.DUPLICATE)
 
-    def process(self, event: Event, surveys: Mapping[str, VisitorSurvey]) -> Iterator[object]:
+    def process(self, event: Event, surveys: Mapping[str, VisitorSurvey]) -> Iterator[Event | DeadLetterOutput]:
         found = surveys.get(event.visitor)  # none for a visitor who needs nothing
         try:
             if found is not None and found.first_copies and _is_later_copy(
-                    event, dict(found.first_copies).get(id_number(event_id(event.original)))):
+                    event, dict(found.first_copies).get(id_digest(event_id(event.original)))):
                 self.duplicate.inc()
                 return
             timeline = found.timeline if found is not None else None
@@ -258,7 +258,7 @@ class _EnrichVisitorFn(beam.DoFn):
     def setup(self) -> None:
         self.failures = StepFailures("Identity")
 
-    def process(self, joined: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[object]:
+    def process(self, joined: tuple[str, dict[str, Iterable[Any]]]) -> Iterator[TimestampedValue | DeadLetterOutput]:
         timelines = list(joined[1]["timeline"])
         timeline: IdentityTimeline | None = timelines[0] if timelines else None
         for event in joined[1]["events"]:
@@ -298,11 +298,12 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         element: tuple[str, Event],
         pending=beam.DoFn.StateParam(PENDING),
         flush=beam.DoFn.TimerParam(FLUSH),
-    ) -> None:
+    ) -> Iterable[Event]:
         _, event = element
         pending.add(event)
         # Release once the watermark passes this event; anything waiting goes with it.
         flush.set(Timestamp(micros=event.timestamp_ms * 1000))
+        return ()  # events leave when released (``release``), not here
 
     @on_timer(FLUSH)
     def release(
@@ -311,7 +312,7 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
         identity_state=beam.DoFn.StateParam(IDENTITY),
         recent_state=beam.DoFn.StateParam(RECENT_IDS),
         expire=beam.DoFn.TimerParam(EXPIRE),
-    ) -> Iterator[object]:
+    ) -> Iterator[TimestampedValue | DeadLetterOutput]:
         waiting = list(pending.read())
         pending.clear()
         if self.dedup_window_ms > 0:
@@ -350,10 +351,10 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
 
     def _enrich_one_by_one(
         self, waiting: list[Event], identity: VisitorIdentity
-    ) -> tuple[list[Event], VisitorIdentity, list[object]]:
+    ) -> tuple[list[Event], VisitorIdentity, list[DeadLetterOutput]]:
         """``enrich_in_order`` event by event, so one event's failure is its own dead letter."""
         enriched: list[Event] = []
-        failed: list[object] = []
+        failed: list[DeadLetterOutput] = []
         for event in sorted(waiting, key=lambda e: e.timestamp_ms):
             try:
                 done, identity = enrich_in_order([event], identity, self.ttl_ms)
@@ -417,8 +418,8 @@ class EnrichIdentity(beam.PTransform):
             keyed = events | "KeyByVisitor" >> beam.Map(lambda event: (event.visitor, event)).with_output_types(
                 beam.typehints.KV[str, Event])
             return keyed | "CarryTraitsForward" >> beam.ParDo(
-                _EnrichIdentityStatefulFn(self.ttl_ms, self.dedup_window_ms)).with_outputs(
-                DEAD_LETTERS, main="events")
+                _EnrichIdentityStatefulFn(self.ttl_ms, self.dedup_window_ms)).with_output_types(
+                Event, dead_letters=DeadLetter).with_outputs(DEAD_LETTERS, main="events")
         if self.first_read is not None:
             calls = (events.pipeline
                      | "ReadForIdentity" >> self.first_read
@@ -436,4 +437,5 @@ class EnrichIdentity(beam.PTransform):
         calls = unique | "KeyCallsByVisitor" >> beam.Map(_by_visitor)
         return ({"events": calls, "timeline": timelines}
                 | "JoinByVisitor" >> beam.CoGroupByKey()
-                | "EnrichVisitor" >> beam.ParDo(_EnrichVisitorFn()).with_outputs(DEAD_LETTERS, main="events"))
+                | "EnrichVisitor" >> beam.ParDo(_EnrichVisitorFn()).with_output_types(
+                    Event, dead_letters=DeadLetter).with_outputs(DEAD_LETTERS, main="events"))

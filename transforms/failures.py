@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from apache_beam import pvalue
 
@@ -19,6 +19,15 @@ from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter, step_failure
 from transforms.rules.outcomes import DeadLetterReason, Outcome
 
 log = logging.getLogger(__name__)
+
+# What a step emits on its ``dead_letters`` output, as a type Beam reads from a ``process`` annotation
+# (``Iterator[Event | DeadLetterOutput]``): the tag and the record type of the tagged output.
+DeadLetterOutput = pvalue.TaggedOutput[Literal["dead_letters"], DeadLetter]
+
+
+def dead_letter_output(record: DeadLetter) -> DeadLetterOutput:
+    """``record`` on the step's ``dead_letters`` output."""
+    return pvalue.TaggedOutput(DEAD_LETTERS, record)
 
 
 class StepFailures:
@@ -34,12 +43,12 @@ class StepFailures:
         event: Mapping[str, Any] | None = None,
         raw: str | None = None,
         attributes: Mapping[str, str] | None = None,
-    ) -> pvalue.TaggedOutput:
+    ) -> DeadLetterOutput:
         """Count the event ``invalid`` and return its dead letter as the step's tagged output."""
         self.invalid.inc()
         # The exception's text may quote the event: the log names only the step and the type.
         log.warning("%s failed on one event (%s); it is dead-lettered as invalid_event", self.step,
                     type(exc).__name__)
-        return pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
+        return dead_letter_output(DeadLetter(
             reason=DeadLetterReason.INVALID_EVENT, error=step_failure_error(self.step, exc), event=event, raw=raw,
             attributes=attributes))

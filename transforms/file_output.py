@@ -6,7 +6,7 @@ import os
 import posixpath
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -58,7 +58,7 @@ class _ToLineFn(beam.DoFn):
         # Batch files are written in this step's fused stage, so in this process.
         owner_only_files()
 
-    def process(self, record: Any) -> Any:
+    def process(self, record: Any) -> Iterator[str]:
         yield self.to_line(record)
 
 

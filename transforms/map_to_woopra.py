@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
-from apache_beam import pvalue
 
 from transforms.counters import counter
-from transforms.failures import StepFailures
+from transforms.failures import DeadLetterOutput, StepFailures, dead_letter_output
 from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.rules.events import Event
 from transforms.rules.outcomes import DeadLetterReason, Outcome
-from transforms.rules.woopra_mapping import Skipped, WoopraSettings, build_request
+from transforms.rules.woopra_mapping import Skipped, WoopraRequest, WoopraSettings, build_request
 
 
 class _MapFn(beam.DoFn):
@@ -22,7 +21,7 @@ class _MapFn(beam.DoFn):
         self.too_large = counter(Outcome.TOO_LARGE)
         self.failures = StepFailures("MapToWoopra")
 
-    def process(self, event: Event) -> Iterator[object]:
+    def process(self, event: Event) -> Iterator[WoopraRequest | DeadLetterOutput]:
         try:
             result = build_request(event, self.settings)
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
@@ -32,7 +31,7 @@ class _MapFn(beam.DoFn):
             yield result
         elif result.reason is Outcome.TOO_LARGE:
             self.too_large.inc()
-            yield pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter(
+            yield dead_letter_output(DeadLetter(
                 reason=DeadLetterReason.TOO_LARGE, error=result.error, event=event.original,
                 attributes=event.attributes))
         else:

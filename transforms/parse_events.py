@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import apache_beam as beam
-from apache_beam import pvalue
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.counters import counter
-from transforms.failures import StepFailures
+from transforms.failures import DeadLetterOutput, StepFailures, dead_letter_output
 from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.rules.events import Event, InvalidInput, NotReplayed, RawInput, Unsupported, input_text, parse_input
 from transforms.rules.outcomes import READ, Outcome
@@ -30,7 +29,7 @@ class _ParseFn(beam.DoFn):
         self.skipped_replay = counter(Outcome.SKIPPED_REPLAY)
         self.failures = StepFailures("Parse")
 
-    def process(self, raw: RawInput) -> Iterator[object]:
+    def process(self, raw: RawInput) -> Iterator[TimestampedValue | DeadLetterOutput]:
         self.read.inc()
         try:
             result = parse_input(raw, replay_reasons=self.replay_reasons)
@@ -46,7 +45,7 @@ class _ParseFn(beam.DoFn):
             self.skipped_replay.inc()
         elif isinstance(result, InvalidInput):
             self.invalid.inc()
-            yield pvalue.TaggedOutput(DEAD_LETTERS, invalid_dead_letter(result))
+            yield dead_letter_output(invalid_dead_letter(result))
 
 
 class ParseEvents(beam.PTransform):
@@ -62,4 +61,6 @@ class ParseEvents(beam.PTransform):
         self.replay_reasons = frozenset(replay_reasons) if replay_reasons is not None else None
 
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raw | "Parse" >> beam.ParDo(_ParseFn(self.replay_reasons)).with_outputs(DEAD_LETTERS, main="events")
+        # Each event leaves with its event time (a TimestampedValue), which Beam's hints cannot say.
+        parse = beam.ParDo(_ParseFn(self.replay_reasons)).with_output_types(Event, dead_letters=DeadLetter)
+        return raw | "Parse" >> parse.with_outputs(DEAD_LETTERS, main="events")

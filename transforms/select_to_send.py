@@ -14,7 +14,7 @@ from apache_beam.utils.shared import Shared
 
 from transforms.counters import counter
 from transforms.delivery.ledger import read_settled
-from transforms.rules.event_id import event_id, id_number
+from transforms.rules.event_id import event_id, id_digest
 from transforms.rules.events import Event
 from transforms.rules.outcomes import Outcome
 from transforms.rules.time_range import TimeRange
@@ -26,7 +26,7 @@ _SETTLED = Shared()
 class _SettledKeys:
     """A set is not weak-referenceable, which ``Shared`` needs."""
 
-    def __init__(self, keys: set[int]) -> None:
+    def __init__(self, keys: set[bytes]) -> None:
         self.keys = keys
 
 
@@ -45,7 +45,7 @@ class _SelectToSendFn(beam.DoFn):
         if not self.time_range.contains(event.timestamp_ms):
             self.out_of_range.inc()
             return
-        if self.settled and id_number(event_id(event.original)) in self.settled:
+        if self.settled and id_digest(event_id(event.original)) in self.settled:
             self.skipped_ledger.inc()
             return
         yield event

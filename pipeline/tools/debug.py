@@ -30,7 +30,7 @@ from pipeline.config import ConfigError
 from pipeline.files import as_os_error
 from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.tools.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
-from transforms.delivery.ledger import key_number, read_settled, settled_files
+from transforms.delivery.ledger import key_digest, read_settled, settled_files
 from transforms.delivery.retry import RetryPolicy
 from transforms.read_events import json_line_records, records_from_path
 from transforms.rules.consent import ConsentDecision, ConsentPolicy, decide_consent
@@ -112,7 +112,7 @@ class SendSelection:
 
     time_range: TimeRange = TimeRange()
     ledger: str | None = None
-    settled: frozenset[int] = frozenset()
+    settled: frozenset[bytes] = frozenset()
     ledger_files: int = 0
 
     @property
@@ -126,7 +126,7 @@ class SendSelection:
         when = iso_time(event.timestamp_ms)
         if not self.time_range.contains(event.timestamp_ms):
             return SelectTrace(Outcome.OUT_OF_RANGE, f"event time {when} is outside {self._slice()}", key)
-        if key is not None and key_number(key) in self.settled:
+        if key is not None and key_digest(key) in self.settled:
             return SelectTrace(Outcome.SKIPPED_LEDGER, f"an earlier run settled it: its ledger key {key} is in "
                                                        f"{self._ledger()}", key)
         reasons = [f"event time {when} is in {self._slice()}"] if self.time_range.bounded else []

@@ -47,10 +47,11 @@ def test_status_fails_where_nothing_serves_the_port():
 
 def test_ci_runs_the_readme_test_command():
     run = (ROOT / ".ci" / "run").read_text()
-    assert "exec bash scripts/test.sh" in run.splitlines()
+    assert "bash scripts/test.sh" in run.splitlines()  # the lock lane: the whole suite
+    assert "LOCK=newest VENV=.venv-newest WOOPRA_PROPERTY_EXAMPLES=40 bash scripts/test.sh -m canary" in run
 
 
-@pytest.mark.parametrize("script", ["try.sh", "test.sh", "pubsub_emulator.sh"])
+@pytest.mark.parametrize("script", ["try.sh", "test.sh", "venv.sh", "pubsub_emulator.sh"])
 def test_scripts_parse(script):
     done = subprocess.run(["bash", "-n", str(SCRIPTS / script)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
@@ -60,4 +61,4 @@ def test_test_script_fails_on_skips_on_no_tests_and_on_another_backend():
     text = (SCRIPTS / "test.sh").read_text()
     assert 'WOOPRA_FAIL_ON_SKIP=1 "$PY" -m pytest' in text
     assert '[[ $status -ne 5 ]] || die "pytest collected no tests"' in text
-    assert '[[ $backend == emulator ]] || die' in text and 'echo "pubsub backend: $backend' in text
+    assert '[[ $backend == "$want_backend" ]] || die' in text and 'echo "pubsub backend: $backend' in text

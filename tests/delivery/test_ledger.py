@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from transforms.delivery.ledger import LedgerWriter, key_number, read_settled, settled_files
+from transforms.delivery.ledger import LedgerWriter, key_digest, read_settled, settled_files
 from transforms.rules.event_id import ledger_key
 
 
@@ -22,7 +22,7 @@ def test_each_key_is_in_the_file_as_soon_as_it_is_recorded_before_any_close(tmp_
         # What a kill -9 right now would leave: another process reads the file as it is.
         files = settled_files(str(tmp_path / "ledger"))
         assert len(files) == 1 and os.path.basename(files[0]).startswith("settled-run-1-")
-        assert read_settled(files) == {key_number(k) for k in keys[:count]}
+        assert read_settled(files) == {key_digest(k) for k in keys[:count]}
     writer.close()
     assert os.stat(files[0]).st_mode & 0o777 == 0o600
 
@@ -34,7 +34,7 @@ def test_two_writers_keep_files_of_their_own_and_reading_joins_them(tmp_path):
     second.record(ledger_key("b"))
     files = settled_files(folder)
     assert len(files) == 2
-    assert read_settled(files) == {key_number(ledger_key("a")), key_number(ledger_key("b"))}
+    assert read_settled(files) == {key_digest(ledger_key("a")), key_digest(ledger_key("b"))}
 
 
 def test_a_line_cut_short_by_a_kill_and_other_junk_are_not_keys(tmp_path):
@@ -43,7 +43,7 @@ def test_a_line_cut_short_by_a_kill_and_other_junk_are_not_keys(tmp_path):
     good = ledger_key("a")
     (folder / "settled-x.ids").write_text(f"{good}\n{good[:20]}\nnot-a-key-not-a-key-not-a-key-xx\n")
     (folder / "notes.txt").write_text(ledger_key("b") + "\n")  # not a ledger file
-    assert read_settled(settled_files(str(folder))) == {key_number(good)}
+    assert read_settled(settled_files(str(folder))) == {key_digest(good)}
 
 
 def test_answers_recorded_from_many_threads_all_land_on_lines_of_their_own(tmp_path):
@@ -60,5 +60,5 @@ def test_answers_recorded_from_many_threads_all_land_on_lines_of_their_own(tmp_p
     for thread in threads:
         thread.join(timeout=30)
     files = settled_files(str(tmp_path / "ledger"))
-    assert read_settled(files) == {key_number(key) for key in keys}
+    assert read_settled(files) == {key_digest(key) for key in keys}
     assert sum(1 for _ in open(files[0])) == len(keys)

@@ -44,6 +44,7 @@ def sample_args(tmp_path: Path, endpoint: str) -> list[str]:
             "--summary", str(tmp_path / "summary.json")]
 
 
+@pytest.mark.canary
 def test_sample_is_delivered_exactly_as_the_seed_says(tmp_path, standin):
     done = run_pipeline(*sample_args(tmp_path, standin.url))
     assert done.returncode == 0, done.stderr

@@ -63,6 +63,7 @@ def comparable(path: str, params: dict) -> tuple:
     return path, tuple(sorted(params.items()))
 
 
+@pytest.mark.canary
 def test_stream_from_pubsub_matches_the_batch_path(tmp_path, standin, pubsub, pubsub_emulator):
     publisher, subscriber, names = pubsub
     (events_topic, events_subscription), (dead_topic, dead_subscription) = names["events"], names["dead"]

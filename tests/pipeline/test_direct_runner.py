@@ -1,6 +1,10 @@
 """The DirectRunner fixes (pipeline/direct_runner.py), in a fresh process each: they patch Beam's
 internals for the whole process, and the rest of the suite runs on Beam as it is. Jobs that use
-them: every ``python -m pipeline --streaming`` run of tests/e2e."""
+them: every ``python -m pipeline --streaming`` run of tests/e2e.
+
+Every fix must apply on the Beam installed here, which is a Beam the project supports (the lock's
+in CI, the newest setup.py allows in the canary lane): a Beam release that moves what a fix relies
+on fails this test by name instead of slowing local streaming down in silence."""
 
 from __future__ import annotations
 
@@ -8,14 +12,19 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from pipeline.direct_runner import LOCAL_PULL_MESSAGES, _LargerPulls
 from tests.conftest import ROOT, subprocess_env
+
+pytestmark = pytest.mark.canary  # also run on the newest versions (.ci/run)
 
 CHECK = r"""
 import json
 import apache_beam as beam
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import userstate
-from pipeline.direct_runner import speed_up_direct_runner
+from pipeline.direct_runner import FIXES, speed_up_direct_runner
 from transforms.deliver import _DeliverFn
 from transforms.delivery.settings import DeliverySettings
 from transforms.enrich_identity import _EnrichIdentityStatefulFn
@@ -33,6 +42,7 @@ print(json.dumps({
                    sorted(map(repr, b[1])) == sorted(map(repr, a[1])) for b, a in zip(before, after)],
     "stateful_has_state": len(after[0][0]) == 3 and len(after[0][1]) == 2,
     "runner_uses_it": transform_evaluator.get_dofn_specs is userstate.get_dofn_specs,
+    "problems": {fix.name: fix.problem() for fix in FIXES},
 }))
 """
 
@@ -42,7 +52,9 @@ def test_the_fixes_apply_once_and_keep_every_dofns_state_and_timers():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["applied"] == found["again"] == ["dofn_specs_per_class", "no_empty_bundles"]
+    assert found["problems"] == {"dofn_specs_per_class": None, "no_empty_bundles": None, "larger_pubsub_pulls": None}
+    assert found["applied"] == found["again"] == ["dofn_specs_per_class", "no_empty_bundles", "larger_pubsub_pulls"]
+    assert "WARNING" not in done.stderr
     assert found["same_specs"] == [True, True, True, True]
     assert found["stateful_has_state"] and found["runner_uses_it"]
 
@@ -84,3 +96,49 @@ def test_a_streaming_identity_pipeline_gives_the_same_output_with_and_without_th
         assert done.returncode == 0, done.stderr
         outputs[mode] = sorted(line for line in done.stdout.splitlines() if line.startswith("OUT "))
     assert len(outputs["stock"]) == 35 and outputs["stock"] == outputs["fixed"]  # 40 calls, 5 copies dropped
+
+
+MISSING = r"""
+import logging
+from apache_beam.runners.direct import transform_evaluator
+from pipeline.direct_runner import speed_up_direct_runner
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+del transform_evaluator._PubSubReadEvaluator  # as a Beam release that renamed it would have it
+print("APPLIED", speed_up_direct_runner(), speed_up_direct_runner())
+"""
+
+
+def test_a_fix_whose_parts_are_gone_is_one_warning_saying_what_it_costs_and_the_others_still_apply():
+    done = subprocess.run([sys.executable, "-c", MISSING], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "APPLIED ['dofn_specs_per_class', 'no_empty_bundles'] ['dofn_specs_per_class', 'no_empty_bundles']" \
+        in done.stdout
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1
+    assert "larger_pubsub_pulls (the DirectRunner has no _PubSubReadEvaluator; costs 10 messages per bundle" \
+        in warnings[0]
+
+
+class _RecordingClient:
+    def __init__(self) -> None:
+        self.pulls: list[dict] = []
+        self.acknowledged: list[str] = []
+
+    def pull(self, **kwargs: object) -> str:
+        self.pulls.append(kwargs)
+        return "response"
+
+    def acknowledge(self, subscription: str, ack_ids: list[str]) -> None:
+        self.acknowledged.extend(ack_ids)
+
+
+def test_the_wrapped_pubsub_client_asks_for_more_messages_and_acknowledges_as_before() -> None:
+    client = _RecordingClient()
+    wrapped = _LargerPulls(client)
+    # What Beam's evaluator asks for; the rest of its call goes through unchanged.
+    assert wrapped.pull(subscription="projects/p/subscriptions/s", max_messages=10, timeout=30) == "response"
+    assert client.pulls == [{"subscription": "projects/p/subscriptions/s", "max_messages": LOCAL_PULL_MESSAGES,
+                             "timeout": 30}]
+    wrapped.acknowledge(subscription="projects/p/subscriptions/s", ack_ids=["a", "b"])
+    assert client.acknowledged == ["a", "b"]

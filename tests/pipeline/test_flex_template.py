@@ -21,16 +21,14 @@ import sysconfig
 from pathlib import Path
 from types import ModuleType
 
-import apache_beam
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 from google.cloud.dataflow_v1beta3 import TemplateMetadata
 from google.protobuf import json_format
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT, SAMPLES
+from tests.support.lock import locked_versions
 
 TEMPLATES = ROOT / "templates"
 DOCKERFILE = TEMPLATES / "Dockerfile"
@@ -359,15 +357,15 @@ def dockerfile() -> DockerfileParser:
     return DockerfileParser(path=str(DOCKERFILE))
 
 
-def installed_beam() -> str:
-    """The Beam version the tests run, which the image must run too."""
-    return apache_beam.__version__
+def locked_beam() -> str:
+    """The Beam version of the lock, which the image runs."""
+    return locked_versions()["apache-beam"]
 
 
 def test_the_image_stages_are_beam_the_launcher_and_python_slim():
     python = f"{sys.version_info.major}.{sys.version_info.minor}"  # the pins were made on this Python
     images = dockerfile().parent_images
-    assert images[0] == f"apache/beam_python{python}_sdk:{installed_beam()}"
+    assert images[0] == f"apache/beam_python{python}_sdk:{locked_beam()}"
     assert re.fullmatch(rf"gcr\.io/dataflow-templates-base/python{python.replace('.', '')}-template-launcher-base"
                         r":\w+", images[1]), images[1]
     assert images[2] == f"python:{python}-slim"
@@ -406,44 +404,8 @@ def test_the_image_copies_what_exists_and_every_package_the_job_installs():
                     if isinstance(node, ast.keyword) and node.arg == "include")
     packages = {pattern for pattern in includes if "*" not in pattern}
     assert packages <= sources, f"not copied into the image: {packages - sources}"
-    assert {"setup.py", "README.md", "templates/requirements.txt"} <= sources  # setup.py reads README.md
-
-
-def requirement_pins() -> dict[str, Requirement]:
-    """templates/requirements.txt, name → requirement."""
-    pins = {}
-    for line in (TEMPLATES / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            requirement = Requirement(line)
-            assert re.fullmatch(r"==[^,*]+", str(requirement.specifier)), f"not an exact pin: {line}"
-            assert canonicalize_name(requirement.name) not in pins, f"pinned twice: {line}"
-            pins[canonicalize_name(requirement.name)] = requirement
-    return pins
-
-
-def test_beam_in_the_image_is_the_installed_beam():
-    beam = requirement_pins()["apache-beam"]
-    assert str(beam.specifier) == f"=={installed_beam()}"
-    assert "gcp" in beam.extras
-    assert dockerfile().parent_images[0].endswith(f":{installed_beam()}")
-
-
-def test_every_runtime_dependency_is_pinned_to_what_the_tests_ran():
-    from importlib.metadata import version
-
-    setup = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
-    install_requires = next(ast.literal_eval(node.value) for node in ast.walk(setup)
-                            if isinstance(node, ast.keyword) and node.arg == "install_requires")
-    pins = requirement_pins()
-    for text in install_requires:
-        wanted = Requirement(text)
-        pin = pins.get(canonicalize_name(wanted.name))
-        assert pin, f"{wanted.name} is not pinned: python templates/pin_requirements.py"
-        pinned = str(pin.specifier).removeprefix("==")
-        assert wanted.specifier.contains(pinned), f"{pin} does not satisfy setup.py's {text}"
-        assert pinned == version(wanted.name), (f"{wanted.name}: pinned {pinned}, installed {version(wanted.name)}; "
-                                                "python templates/pin_requirements.py")
-    assert len(pins) > 50  # the whole closure, not only the direct dependencies
+    # setup.py reads README.md; the lock and its runtime part are installed first
+    assert {"setup.py", "README.md", "templates/requirements.txt", "constraints.txt"} <= sources
 
 
 # ---- docs/deploy.md and the Cloud Build file --------------------------------------------------------

@@ -47,7 +47,9 @@ def test_count_per_minute_writes_minute_and_error_counts(tmp_path):
         TimestampedValue(DeadLetter("retries_exhausted", "ConnectionError: url: /ce/?cv_email=j%40x.com", {}), 0),
     ]
     with batch_pipeline() as p:
-        _ = (p | "Sent" >> beam.Create(sent), p | "Dead" >> beam.Create(dead)) | CountPerMinute(
+        # Each element leaves Create with its timestamp (a TimestampedValue): the type is the value's.
+        _ = (p | "Sent" >> beam.Create(sent).with_output_types(str),
+             p | "Dead" >> beam.Create(dead).with_output_types(DeadLetter)) | CountPerMinute(
             str(tmp_path / "report.html"))
     records = [json.loads(line) for path in tmp_path.glob("report.html.counts/*.jsonl")
                for line in path.read_text().splitlines()]

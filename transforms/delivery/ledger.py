@@ -43,24 +43,24 @@ def settled_files(folder: str) -> list[str]:
     return sorted(metadata.path for metadata in matched)
 
 
-def read_settled(paths: Iterable[str]) -> set[int]:
-    """The keys recorded in ``paths``, as integers (16 bytes of hash each, compact in a set)."""
-    keys: set[int] = set()
+def read_settled(paths: Iterable[str]) -> set[bytes]:
+    """The keys recorded in ``paths``, as the 16 bytes of hash each stands for (``id_digest``)."""
+    keys: set[bytes] = set()
     for path in paths:
         with FileSystems.open(path) as file:
             for line in file.read().splitlines():
                 line = line.strip()
                 if len(line) == 32:  # a line cut short by a kill is not a key
                     try:
-                        keys.add(int(line, 16))
+                        keys.add(bytes.fromhex(line.decode("ascii")))
                     except ValueError:
                         continue
     return keys
 
 
-def key_number(key: str) -> int:
-    """A ``ledger_key`` as the integer ``read_settled`` holds."""
-    return int(key, 16)
+def key_digest(key: str) -> bytes:
+    """A ``ledger_key`` as the digest ``read_settled`` holds."""
+    return bytes.fromhex(key)
 
 
 class LedgerWriter:

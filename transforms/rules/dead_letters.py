@@ -7,13 +7,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from transforms.rules.outcomes import DeadLetterReason
 
 RESPONSE_BODY_LIMIT = 1024
 # The tagged output every step sends its dead letters to.
-DEAD_LETTERS = "dead_letters"
+DEAD_LETTERS: Final = "dead_letters"
 # Every reason a dead letter can have, in the order the pipeline meets them.
 DEAD_LETTER_REASONS = tuple(str(reason) for reason in DeadLetterReason)
 # A URL's query (after "?") up to whitespace or a quote: it carries one event's values.

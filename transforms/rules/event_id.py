@@ -59,10 +59,15 @@ def identity_rank(event: Event) -> tuple[tuple[int, str, str, str], str]:
     return fact_rank(IdentityFact.of(event)), event.visitor
 
 
+POSITION_OFFSET = 1 << 63  # position ranks are shifted into a signed 64-bit integer's range
+
+
 def position_rank(source: str) -> int:
-    """Orders copies that say the same by where they were read (``Event.source``): a number, so
-    the survey keeps 8 bytes a call rather than the path."""
-    return int.from_bytes(hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    """Orders copies that say the same by where they were read (``Event.source``): a number in a
+    signed 64-bit integer's range (Beam's integer coder), so the survey keeps 8 bytes a call
+    rather than the path."""
+    digest = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") - POSITION_OFFSET
 
 
 def first_copy(copies: Iterable[Event]) -> Event:
@@ -70,17 +75,13 @@ def first_copy(copies: Iterable[Event]) -> Event:
     return min(copies, key=lambda event: (identity_rank(event), position_rank(event.source)))
 
 
-def _id_digest(event_id_text: str) -> bytes:
+def id_digest(event_id_text: str) -> bytes:
+    """The id's 128-bit hash: what the batch survey and the ledger keep per call, fewer bytes than
+    most ids (and bytes, which Beam's coders carry as they are)."""
     return hashlib.blake2b(event_id_text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def ledger_key(event_id_text: str) -> str:
     """What the ledger records for an event: 32 hex digits of the id's hash (no personal data, one
     line whatever the ``messageId`` holds)."""
-    return _id_digest(event_id_text).hex()
-
-
-def id_number(event_id_text: str) -> int:
-    """The id's hash as a number (the ledger key's value): what the batch survey keeps per call,
-    fewer bytes than most ids."""
-    return int.from_bytes(_id_digest(event_id_text), "big")
+    return id_digest(event_id_text).hex()
