@@ -97,7 +97,7 @@ class RecordTail:
 
 def ledger_keys(folder: Path) -> int:
     """Complete keys in the ledger's files (a line cut by the kill is not one)."""
-    return sum(1 for path in folder.glob("*.ids") for line in path.read_text().splitlines() if len(line) == 32)
+    return sum(1 for path in folder.glob("*.keys") for line in path.read_text().splitlines() if len(line) == 32)
 
 
 def settle(tail: RecordTail, quiet_seconds: float = 1.0) -> list[str]:

@@ -25,7 +25,7 @@ from transforms import (
     SelectToSend,
     WriteDeadLetters,
 )
-from transforms.delivery.ledger import settled_files
+from transforms.delivery.ledger import delivered_files
 
 
 def read_source(job: JobSettings, read_at_ms: int | None = None, count_progress: bool = False) -> beam.PTransform:
@@ -55,8 +55,8 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
         replay_reasons=job.replay_reasons, join=job.identity_join, dedup_window_seconds=job.dedup_window_seconds)
     to_send = enriched.events
     if job.time_range.bounded or job.ledger:
-        # The ledger as it is at launch: what this run settles is not skipped by this run.
-        ledger_files = settled_files(job.ledger) if job.ledger else []
+        # The ledger as it is at launch: what this run delivers is not skipped by this run.
+        ledger_files = delivered_files(job.ledger) if job.ledger else []
         to_send = to_send | "SelectToSend" >> SelectToSend(job.time_range, tuple(ledger_files))
     mapped = to_send | "MapToWoopra" >> MapToWoopra(job.woopra)
     delivered = mapped.requests | "Deliver" >> DeliverToWoopra(

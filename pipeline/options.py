@@ -26,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.config import IntegrationConfig, load_config, yaml_problem
 from pipeline.files import read_text
+from transforms.delivery.ledger import LedgerError, delivered_files
 from transforms.delivery.retry import RetryPolicy
 from transforms.delivery.settings import DeliverySettings
 from transforms.file_output import new_run_id
@@ -131,8 +132,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--start", "DATE", "Send only events at or after this UTC date or date-time (ISO 8601, e.g. "
                         "2024-03-01 or 2024-03-01T12:00:00Z); the others are counted out_of_range."),
         Flag("--end", "DATE", "Send only events before this UTC date or date-time (exclusive)."),
-        Flag("--ledger", "FOLDER", "Folder (local or gs://) recording each event whose delivery is settled; a rerun "
-                           "with the same folder skips them, counted skipped_ledger."),
+        Flag("--ledger", "FOLDER", "Folder (local or gs://) recording each event Woopra accepted; a rerun with the "
+                           "same folder skips them, counted skipped_ledger, and sends the others again."),
         Flag("--dedup_window", "SECONDS", "Streaming: drop copies of an event id seen this many seconds before "
                                   "(processing time), counted duplicate. Batch drops every later copy.", "600",
              Number(float, 0, 7 * 86_400)),
@@ -654,12 +655,16 @@ def _time_range(start: str | None, end: str | None) -> TimeRange:
 
 
 def _ledger_path(value: str | None) -> str | None:
-    """``--ledger FOLDER``: a local folder (created if missing) or a gs:// prefix."""
+    """``--ledger FOLDER``: a local folder (created if missing) or a gs:// prefix, not of an older format."""
     if not value:
         return None
     folder = value.rstrip("/") or "/"
     if "://" not in folder and os.path.exists(folder) and not os.path.isdir(folder):
         raise OptionsError(f"--ledger must be a folder, and {value} is a file")
+    try:
+        delivered_files(folder)
+    except LedgerError as exc:
+        raise OptionsError(f"--ledger: {exc}") from None
     return folder
 
 
@@ -818,6 +823,9 @@ def check_dataflow_outputs(options: PipelineOptions, job: JobSettings) -> None:
                            "give a gs:// folder (or, streaming, a Pub/Sub topic)")
     if job.dry_run and not job.dry_run.startswith("gs://"):
         raise OptionsError(f"--dry_run_output {job.dry_run} is a local path, which on Dataflow is a worker's disk: "
+                           "give a gs:// folder")
+    if job.ledger and not job.ledger.startswith("gs://"):
+        raise OptionsError(f"--ledger {job.ledger} is a local path, which on Dataflow is each worker's own disk: "
                            "give a gs:// folder")
     for option, value in (("--summary", job.summary), ("--report", job.report)):
         if value:

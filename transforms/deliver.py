@@ -7,8 +7,9 @@ transforms/delivery/process.py) while the bundle goes on, so a worker keeps ``ma
 requests in flight. Each output keeps its own element's timestamp and window.
 The DoFn never raises after sending: a failed bundle would be retried by the runner and send
 its events twice, so every outcome, good or bad, becomes an output. With a ledger
-(docs/backfill.md#resuming-with-the-ledger), each answered request's event is recorded as its
-answer arrives, on the thread that receives it, not when the bundle gets to it.
+(docs/backfill.md#resuming-with-the-ledger), each delivered event is recorded as its answer
+arrives, on the thread that receives it and before the bundle can see the answer, so the end of
+the bundle (which makes the ledger durable) always comes after its keys.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ class _DeliverFn(beam.DoFn):
             folder, run_id = self.ledger_folder, self.run_id
             self.ledger = _PROCESS_LEDGERS.acquire(lambda: LedgerWriter(folder, run_id), tag=f"{folder} {run_id}")
 
+    def teardown(self) -> None:
+        if self.ledger is not None:
+            self.ledger.flush()
+
     def start_bundle(self) -> None:
         self.in_flight: collections.deque[tuple[Pending, Any, Any]] = collections.deque()
 
@@ -86,12 +91,13 @@ class _DeliverFn(beam.DoFn):
         self, request: WoopraRequest, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
     ) -> Iterator[Any]:
         try:
-            future = self.sender.submit(request)
+            on_answer = None
+            if self.ledger is not None:
+                on_answer = _RecordIfDelivered(self.ledger, ledger_key(request.visitor, event_id(request.event)))
+            future = self.sender.submit(request, on_answer)
         except Exception as exc:  # noqa: BLE001 - e.g. a URL that cannot be encoded: this event's dead letter
             yield self.failures.dead_letter(exc, request.event, attributes=request.attributes)
             return
-        if self.ledger is not None:
-            future.add_done_callback(_Settle(self.ledger, ledger_key(event_id(request.event))))
         self.in_flight.append((future, timestamp, window))
         # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
         while self.in_flight and (
@@ -132,15 +138,19 @@ class _DeliverFn(beam.DoFn):
         return pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
 
 
-class _Settle:
-    """Records an answered request's event in the ledger, on the thread the answer arrives on."""
+class _RecordIfDelivered:
+    """Records a delivered request's event in the ledger, on the thread its answer arrives on,
+    before the answer is handed on. A rejected event or one whose retries ran out is not recorded:
+    a resumed run sends it again (docs/backfill.md#resuming-with-the-ledger)."""
 
-    def __init__(self, ledger: LedgerWriter, key: str) -> None:
+    __slots__ = ("ledger", "key")
+
+    def __init__(self, ledger: LedgerWriter, key: bytes) -> None:
         self.ledger = ledger
         self.key = key
 
-    def __call__(self, future: Pending) -> None:
-        if future.result().attempts > 0:  # answered; 0: never sent (the delivery process died first)
+    def __call__(self, outcome: DeliveryOutcome) -> None:
+        if outcome.delivered:
             self.ledger.record(self.key)
 
 

@@ -16,8 +16,9 @@ and agree (docs/behaviour.md#identity, docs/backfill.md#each-event-once):
   the shuffle by visitor (``shuffle``: memory per process does not grow with the number of
   visitors; the runner spills to disk).
 - **Streaming** (unbounded input): a stateful DoFn. Arriving events wait in a bag until the
-  watermark passes the earliest of them; the waiting events are then applied in event-time
-  order and what is known about the visitor is kept in state. Copies of an id released within
+  watermark passes the latest arrival's event time, or now where that is earlier (an event from
+  the future holds nothing back); the waiting events are then applied in event-time order and
+  what is known about the visitor is kept in state. Copies of an id released within
   ``dedup_window_seconds`` (processing time) of each other are counted ``duplicate``; the ids are
   kept per visitor for that long. With Pub/Sub the watermark is about "now", so events wait very
   little. A call that arrives after its visitor's later events were released still updates the
@@ -25,8 +26,8 @@ and agree (docs/behaviour.md#identity, docs/backfill.md#each-event-once):
 
 Remembered identity is forgotten after ``ttl_days`` without activity: between two events more
 than that far apart in event time (both modes, so batch and stream agree), and in streaming by
-an expiry timer ``ttl_days`` after the visitor was last active (its newest event time, or the
-clock when events are older than that), which clears the state so a job that runs for months
+an expiry timer ``ttl_days`` after the visitor was last active (the clock at their last release),
+which clears the state so a job that runs for months
 keeps bounded state. Calls at the very same millisecond see each other's facts in batch; in
 streaming, the one released first does not see the other's.
 """
@@ -301,8 +302,10 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
     ) -> Iterable[Event]:
         _, event = element
         pending.add(event)
-        # Release once the watermark passes this event; anything waiting goes with it.
-        flush.set(Timestamp(micros=event.timestamp_ms * 1000))
+        # Release once the watermark passes this event; anything waiting goes with it. An event
+        # time later than now (a wrong clock) counts as now, as the request will say: it must not
+        # hold its visitor's other events back until the watermark reaches it.
+        flush.set(Timestamp(micros=min(event.timestamp_ms, int(time.time() * 1000)) * 1000))
         return ()  # events leave when released (``release``), not here
 
     @on_timer(FLUSH)
@@ -324,9 +327,9 @@ class _EnrichIdentityStatefulFn(beam.DoFn):
             enriched, identity, failed = self._enrich_one_by_one(waiting, known)
             yield from failed
         identity_state.write(identity)
-        # Each release moves the expiry: when it fires, the visitor has been idle that long.
-        last_active_ms = max(identity.last_seen_ms, int(time.time() * 1000))
-        expire.set(Timestamp(micros=(last_active_ms + self.ttl_ms) * 1000))
+        # Each release moves the expiry: when it fires, the visitor has been idle that long. Events
+        # are released no later than the clock (above), so the visitor was last active now.
+        expire.set(Timestamp(micros=(int(time.time() * 1000) + self.ttl_ms) * 1000))
         yield from _timestamped(enriched)
 
     def _drop_recent_copies(self, waiting: list[Event], recent_state: Any) -> list[Event]:

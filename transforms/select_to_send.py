@@ -1,8 +1,9 @@
-"""Select to send: a backfill's slice of event time and the events an earlier run settled.
+"""Select to send: a backfill's slice of event time and the events an earlier run delivered.
 
-docs/backfill.md. An event outside ``--start``/``--end`` is counted ``out_of_range``; one whose id
-is in the ledger read at launch is counted ``skipped_ledger``. Neither is sent nor dead-lettered.
-The step comes after identity, so both still told identity what their visitor said.
+docs/backfill.md. An event outside ``--start``/``--end`` is counted ``out_of_range``; one whose
+ledger key (its visitor and id) is in the ledger read at launch is counted ``skipped_ledger``.
+Neither is sent nor dead-lettered. The step comes after identity, so both still told identity what
+their visitor said.
 """
 
 from __future__ import annotations
@@ -13,21 +14,14 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from transforms.counters import counter
-from transforms.delivery.ledger import read_settled
-from transforms.rules.event_id import event_id, id_digest
+from transforms.delivery.ledger import read_delivered
+from transforms.rules.event_id import event_id, ledger_key
 from transforms.rules.events import Event
 from transforms.rules.outcomes import Outcome
 from transforms.rules.time_range import TimeRange
 
-# The settled keys, read once per worker process and shared by its DoFn instances.
-_SETTLED = Shared()
-
-
-class _SettledKeys:
-    """A set is not weak-referenceable, which ``Shared`` needs."""
-
-    def __init__(self, keys: set[bytes]) -> None:
-        self.keys = keys
+# The ledger's keys, read once per worker process and shared by its DoFn instances.
+_DELIVERED = Shared()
 
 
 class _SelectToSendFn(beam.DoFn):
@@ -39,20 +33,20 @@ class _SelectToSendFn(beam.DoFn):
 
     def setup(self) -> None:
         files = self.ledger_files
-        self.settled = _SETTLED.acquire(lambda: _SettledKeys(read_settled(files)), tag=repr(files)).keys
+        self.delivered = _DELIVERED.acquire(lambda: read_delivered(files), tag=repr(files))
 
     def process(self, event: Event) -> Iterator[Event]:
         if not self.time_range.contains(event.timestamp_ms):
             self.out_of_range.inc()
             return
-        if self.settled and id_digest(event_id(event.original)) in self.settled:
+        if self.delivered and ledger_key(event.visitor, event_id(event.original)) in self.delivered:
             self.skipped_ledger.inc()
             return
         yield event
 
 
 class SelectToSend(beam.PTransform):
-    """Keep the events in ``time_range`` that no ledger file in ``ledger_files`` has settled."""
+    """Keep the events in ``time_range`` that no ledger file in ``ledger_files`` has delivered."""
 
     def __init__(self, time_range: TimeRange, ledger_files: tuple[str, ...] = ()) -> None:
         super().__init__()

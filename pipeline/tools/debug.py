@@ -30,7 +30,7 @@ from pipeline.config import ConfigError
 from pipeline.files import as_os_error
 from pipeline.options import JobSettings, OptionsError, resolve_settings
 from pipeline.tools.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
-from transforms.delivery.ledger import key_digest, read_settled, settled_files
+from transforms.delivery.ledger import DeliveredKeys, LedgerError, delivered_files, read_delivered
 from transforms.delivery.retry import RetryPolicy
 from transforms.read_events import json_line_records, records_from_path
 from transforms.rules.consent import ConsentDecision, ConsentPolicy, decide_consent
@@ -103,7 +103,7 @@ class SelectTrace:
 
     outcome: Outcome | None  # OUT_OF_RANGE or SKIPPED_LEDGER; None: on to the mapping
     detail: str
-    ledger_key: str | None = None  # with --ledger: what the ledger records for this event
+    ledger_key: str | None = None  # with --ledger: what the ledger records for this event, in hex
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class SendSelection:
 
     time_range: TimeRange = TimeRange()
     ledger: str | None = None
-    settled: frozenset[bytes] = frozenset()
+    delivered: DeliveredKeys | None = None
     ledger_files: int = 0
 
     @property
@@ -122,12 +122,13 @@ class SendSelection:
 
     def select(self, event: Event) -> SelectTrace:
         """What the job's ``SelectToSend`` does with ``event``: the slice first, then the ledger."""
-        key = ledger_key(event_id(event.original)) if self.ledger is not None else None
+        digest = ledger_key(event.visitor, event_id(event.original)) if self.ledger is not None else None
+        key = digest.hex() if digest is not None else None
         when = iso_time(event.timestamp_ms)
         if not self.time_range.contains(event.timestamp_ms):
             return SelectTrace(Outcome.OUT_OF_RANGE, f"event time {when} is outside {self._slice()}", key)
-        if key is not None and key_digest(key) in self.settled:
-            return SelectTrace(Outcome.SKIPPED_LEDGER, f"an earlier run settled it: its ledger key {key} is in "
+        if digest is not None and self.delivered is not None and digest in self.delivered:
+            return SelectTrace(Outcome.SKIPPED_LEDGER, f"an earlier run delivered it: its ledger key {key} is in "
                                                        f"{self._ledger()}", key)
         reasons = [f"event time {when} is in {self._slice()}"] if self.time_range.bounded else []
         if key is not None:
@@ -141,23 +142,26 @@ class SendSelection:
         return f"the slice {since}{until}"
 
     def _ledger(self) -> str:
-        keys = "key" if len(self.settled) == 1 else "keys"
+        count = len(self.delivered) if self.delivered is not None else 0
+        keys = "key" if count == 1 else "keys"
         files = "file" if self.ledger_files == 1 else "files"
-        return f"--ledger {self.ledger} ({len(self.settled)} {keys} in {self.ledger_files} {files} at launch)"
+        return f"--ledger {self.ledger} ({count} {keys} in {self.ledger_files} {files} at launch)"
 
 
 def send_selection(job: JobSettings) -> SendSelection:
     """The job's slice and the keys of its ledger files as the job reads them at launch."""
     if job.ledger is None:
         return SendSelection(job.time_range)
-    files = settled_files(job.ledger)
     try:
-        settled = read_settled(files)
+        files = delivered_files(job.ledger)
+        delivered = read_delivered(files)
+    except LedgerError as exc:
+        raise DebugOptionsError(f"--ledger: {exc}") from None
     except GoogleAPIError as exc:
         raise DebugOptionsError(f"cannot read --ledger {job.ledger}: {as_os_error(exc, job.ledger).strerror}") from None
     except OSError as exc:
         raise DebugOptionsError(f"cannot read --ledger {job.ledger}: {exc.strerror or exc}") from None
-    return SendSelection(job.time_range, job.ledger, frozenset(settled), len(files))
+    return SendSelection(job.time_range, job.ledger, delivered, len(files))
 
 
 @dataclass

@@ -189,7 +189,7 @@ def test_the_delivery_process_starts_without_importing_beam():
     assert out.stdout.strip() == "[]"
 
 
-def test_an_answer_waits_wakes_and_calls_back_once():
+def test_an_answer_runs_its_on_answer_before_anyone_sees_the_outcome():
     import threading
 
     from transforms.delivery.process import Answer, _settle
@@ -197,16 +197,15 @@ def test_an_answer_waits_wakes_and_calls_back_once():
     from transforms.rules.outcomes import Outcome
 
     settled = threading.Condition()
-    early, late = Answer(settled), Answer(settled)
-    called: list[str] = []
-    early.add_done_callback(lambda a: called.append(f"early {a.result().status}"))
+    seen: list[str] = []
+    early = Answer(settled, lambda outcome: seen.append(f"on_answer {outcome.status}, visible: {early.done()}"))
+    late = Answer(settled)
     with pytest.raises(TimeoutError):
         early.result(timeout=0.05)
     outcome = DeliveryOutcome(_request("http://127.0.0.1:9/track", 0), SendResult(Outcome.DELIVERED_200, 200, 1))
-    waiter = threading.Thread(target=lambda: called.append(f"waited {early.result(timeout=10).status}"))
+    waiter = threading.Thread(target=lambda: seen.append(f"waited {early.result(timeout=10).status}"))
     waiter.start()
     _settle(settled, [(early, outcome), (late, outcome)])
     waiter.join(timeout=10)
-    late.add_done_callback(lambda a: called.append("late, at once"))
-    assert sorted(called) == ["early 200", "late, at once", "waited 200"]
+    assert seen == ["on_answer 200, visible: False", "waited 200"]
     assert early.done() and late.result() is outcome

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT, SAMPLES, subprocess_env
 from tests.e2e.test_end_to_end import read_jsonl, run_pipeline
 from tests.support.generated_events import generated_events
-from woopra_standin import StandIn
+from woopra_standin import Rule, StandIn
 
 EVENTS = 1500
 MAX_IN_FLIGHT = 8
@@ -40,41 +40,88 @@ def summary_of(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_a_backfill_killed_with_kill_9_resumes_from_its_ledger_and_sends_only_what_was_in_flight(tmp_path, events):
-    server = StandIn(port=0, delay_ms=20).start()
+def start_job(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def kill_after(job: subprocess.Popen[bytes], server: StandIn, requests: int) -> int:
+    """``kill -9`` the job and its delivery process once the stand-in has had ``requests``; returns how many it had."""
+    deadline = time.monotonic() + 120
+    while len(server.requests) < requests and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    assert job.poll() is None, "the job ended before it could be killed: " + job.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+    os.killpg(job.pid, signal.SIGKILL)  # mid-flight
+    job.wait(timeout=30)
+    time.sleep(0.5)  # answers still on the wire land in the stand-in's log
+    return len(server.requests)
+
+
+def backfill_args(tmp_path: Path, events: Path, server: StandIn, run: str, *more: str) -> list[str]:
+    return ["--input", str(events), "--woopra_project", "example.com", "--woopra_endpoint", server.url,
+            "--dead_letter", str(tmp_path / f"dead-{run}") + "/", "--ledger", str(tmp_path / "ledger"),
+            "--rate_limit", "400", "--max_in_flight", str(MAX_IN_FLIGHT), "--max_attempts", "1",
+            "--summary", str(tmp_path / f"{run}.json"), *more]
+
+
+# What the stand-in answers: identifies are rejected (400), checkouts fail (503; with --max_attempts
+# 1 their retries are exhausted at once), the rest is delivered. Of every 10 generated events of a
+# visitor: 1 identify, 1 checkout, 8 delivered.
+MIXED = [Rule(match={"_path": "/identify/"}, statuses=[400]), Rule(match={"event": "checkout_started"}, statuses=[503])]
+
+
+def test_a_kill_9_loses_nothing_whatever_each_event_had_come_to(tmp_path, events):
+    """The table of docs/backfill.md#resuming-with-the-ledger, row by row, with a real kill -9."""
+    server = StandIn(port=0, delay_ms=10, rules=MIXED).start()
     try:
-        args = ["--input", str(events), "--woopra_project", "example.com", "--woopra_endpoint", server.url,
-                "--dead_letter", str(tmp_path / "dead") + "/", "--ledger", str(tmp_path / "ledger"),
-                "--rate_limit", "250", "--max_in_flight", str(MAX_IN_FLIGHT), "--summary", str(tmp_path / "s.json")]
-        job = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=subprocess_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while len(server.requests) < EVENTS // 3 and time.monotonic() < deadline and job.poll() is None:
-            time.sleep(0.05)
-        assert job.poll() is None, "the job ended before it could be killed: " + job.stderr.read().decode()[-2000:]
-        os.killpg(job.pid, signal.SIGKILL)  # the job and its delivery process, mid-flight
-        job.wait(timeout=30)
-        time.sleep(0.5)  # answers still on the wire land in the stand-in's log
-        sent_before_kill = len(server.requests)
-        assert EVENTS // 3 <= sent_before_kill < EVENTS
+        first = start_job(backfill_args(tmp_path, events, server, "killed"))
+        sent_before_kill = kill_after(first, server, EVENTS // 2)
+        killed_at = list(server.requests)
+        delivered_before = {request_key(r) for r in killed_at if "/identify/" not in r["path"]
+                            and r["params"].get("event") != "checkout_started"}
+        assert EVENTS // 2 <= sent_before_kill < EVENTS
+        recorded = sum(len(path.read_text().split()) for path in (tmp_path / "ledger").glob("*.keys"))
 
-        resumed = run_pipeline(*args, timeout=240)
+        resumed = run_pipeline(*backfill_args(tmp_path, events, server, "resumed"), timeout=240)
         assert resumed.returncode == 0, resumed.stderr
-        summary = summary_of(tmp_path / "s.json")
+        summary = summary_of(tmp_path / "resumed.json")
         assert summary["balanced"] and summary["read"] == EVENTS
-        assert summary["skipped_ledger"] + summary["delivered_200"] == EVENTS
-        assert summary["skipped_ledger"] >= sent_before_kill - 2 * MAX_IN_FLIGHT
+        # Row 1: delivered and recorded: skipped. Only delivered events are recorded.
+        assert summary["skipped_ledger"] == recorded <= len(delivered_before)
+        # Rows 3 and 4: every rejected and every retries-exhausted event, before the kill or not,
+        # is sent again and is in the resumed run's dead letters: none is lost.
+        dead = read_jsonl(tmp_path / "dead-resumed")
+        reasons = collections.Counter(record["reason"] for record in dead)
+        assert reasons == {"rejected": EVENTS // 10, "retries_exhausted": EVENTS // 10}
+        # Rows 1, 2 and 5: every other event is delivered, the in-flight ones at most twice.
+        after = server.requests[sent_before_kill:]
+        delivered_after = {request_key(r) for r in after if r["path"].endswith("/ce/")
+                           and r["params"].get("event") != "checkout_started"}
+        assert len(delivered_before | delivered_after) == EVENTS * 8 // 10
+        sent_twice = len(delivered_before & delivered_after)
+        assert sent_twice <= 2 * MAX_IN_FLIGHT, f"{sent_twice} delivered events sent twice"
 
-        counts = collections.Counter(request_key(request) for request in server.requests)
-        assert len(counts) == EVENTS  # every event delivered
-        sent_twice = sum(n - 1 for n in counts.values())
-        assert sent_twice <= 2 * MAX_IN_FLIGHT, f"{sent_twice} events sent twice"
-
-        total = len(server.requests)
-        again = run_pipeline(*args, timeout=240)
+        # A rerun of the finished backfill sends only what Woopra did not accept, and dead-letters it again.
+        again = run_pipeline(*backfill_args(tmp_path, events, server, "again"), timeout=240)
         assert again.returncode == 0, again.stderr
-        assert summary_of(tmp_path / "s.json")["skipped_ledger"] == EVENTS
-        assert len(server.requests) == total  # a finished backfill sends nothing more
+        assert summary_of(tmp_path / "again.json")["skipped_ledger"] == EVENTS * 8 // 10
+        assert len(read_jsonl(tmp_path / "dead-again")) == EVENTS * 2 // 10
+    finally:
+        server.stop()
+
+
+def test_a_backfill_whose_every_answer_is_400_and_is_killed_dead_letters_every_event_on_resume(tmp_path, events):
+    server = StandIn(port=0, delay_ms=10, rules=[Rule(statuses=[400])]).start()
+    try:
+        first = start_job(backfill_args(tmp_path, events, server, "killed"))
+        kill_after(first, server, EVENTS // 2)
+        assert not list((tmp_path / "ledger").glob("*.keys")) or not any(
+            path.read_text() for path in (tmp_path / "ledger").glob("*.keys"))  # nothing was delivered
+        resumed = run_pipeline(*backfill_args(tmp_path, events, server, "resumed"), timeout=240)
+        assert resumed.returncode == 0, resumed.stderr
+        summary = summary_of(tmp_path / "resumed.json")
+        assert summary["skipped_ledger"] == 0 and summary["rejected"] == EVENTS and summary["balanced"]
+        assert len(read_jsonl(tmp_path / "dead-resumed")) == EVENTS
     finally:
         server.stop()
 

@@ -401,18 +401,18 @@ def test_out_of_range_events_are_shown_and_still_teach_identity(slice_file, caps
 
 
 def write_ledger(folder, *events: dict) -> None:
-    """A ledger file as the job writes it: one ledger_key a line."""
+    """A ledger file as the job writes it: one ledger_key a line, in hex."""
     folder.mkdir()
-    keys = [ledger_key(event_id(event)) for event in events]
-    (folder / "settled-run-1-abc.ids").write_text("".join(key + "\n" for key in keys))
+    keys = [ledger_key(event["anonymousId"], event_id(event)).hex() for event in events]
+    (folder / "delivered-run-1-abc.keys").write_text("".join(key + "\n" for key in keys))
 
 
-def test_settled_events_are_skipped_ledger_and_the_others_say_they_are_not_in_it(slice_file, tmp_path, capsys):
+def test_delivered_events_are_skipped_ledger_and_the_others_say_they_are_not_in_it(slice_file, tmp_path, capsys):
     write_ledger(tmp_path / "ledger", SEED_ORDER)
     flags = [str(slice_file), "--woopra_project", "p", "--ledger", str(tmp_path / "ledger")]
     assert debug.run([*flags, "--json"]) == 0
     identify, order, after = (json.loads(line) for line in capsys.readouterr().out.splitlines())
-    key = ledger_key(SEED_ORDER["messageId"])
+    key = ledger_key(SEED_ORDER["anonymousId"], SEED_ORDER["messageId"]).hex()
     assert (identify["outcome"], order["outcome"], after["outcome"]) == ("would_send", "skipped_ledger", "would_send")
     assert order["select"]["result"] == "skipped_ledger" and order["select"]["ledger_key"] == key
     assert "request" not in order and "identity" in order
@@ -420,9 +420,10 @@ def test_settled_events_are_skipped_ledger_and_the_others_say_they_are_not_in_it
 
     assert debug.run([*flags, "--events", "2,3"]) == 0
     order_text, after_text = capsys.readouterr().out.split("\nEvent ")
-    assert (f"5 Select    skipped_ledger: an earlier run settled it: its ledger key {key} is in --ledger "
+    assert (f"5 Select    skipped_ledger: an earlier run delivered it: its ledger key {key} is in --ledger "
             f"{tmp_path / 'ledger'} (1 key in 1 file at launch) (not sent)") in order_text
-    assert "Outcome     skipped_ledger: an earlier run settled this event (its id is in --ledger)" in order_text
+    assert ("Outcome     skipped_ledger: an earlier run delivered this event (its visitor and id are in --ledger)"
+            in order_text)
     assert "5 Select    to send: its ledger key " in after_text and " is not in --ledger " in after_text
 
 

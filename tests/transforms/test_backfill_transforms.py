@@ -15,7 +15,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from tests.conftest import batch_pipeline, streaming_pipeline
 from transforms.counters import process_tally
-from transforms.delivery.ledger import LedgerWriter, settled_files
+from transforms.delivery.ledger import LedgerWriter, delivered_files
 from transforms.enrich_identity import EnrichIdentity, _VisitorSurveyFn
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
@@ -214,20 +214,25 @@ def test_streaming_with_no_window_sends_every_copy():
 
 # ----- select to send -------------------------------------------------------------------------------
 
-def test_select_to_send_keeps_the_slice_and_skips_what_the_ledger_settled(tmp_path):
+def test_select_to_send_keeps_the_slice_and_skips_what_the_ledger_says_was_delivered(tmp_path):
     days = ["2024-02-29T23:59:59.999Z", "2024-03-01T00:00:00Z", "2024-03-15T12:00:00Z", "2024-04-01T00:00:00Z"]
     events = [validate_event(call(messageId=f"m-{n}", timestamp=day)) for n, day in enumerate(days)]
-    events.append(validate_event(call(messageId="settled", timestamp="2024-03-10T00:00:00Z")))
+    delivered = validate_event(call(messageId="delivered", timestamp="2024-03-10T00:00:00Z"))
+    # The same messageId from another visitor is another event: not skipped.
+    other_visitor = validate_event(call(messageId="delivered", timestamp="2024-03-10T00:00:00Z",
+                                        anonymousId="someone-else"))
+    events += [delivered, other_visitor]
     writer = LedgerWriter(str(tmp_path / "ledger"), "earlier-run")
-    writer.record(ledger_key("settled"))
+    writer.record(ledger_key(delivered.visitor, "delivered"))
     writer.close()
     march = TimeRange(parse_utc_time("2024-03-01"), parse_utc_time("2024-04-01"))
     with Tally() as tally:
         with batch_pipeline() as p:
             kept = (p | beam.Create(events)
-                    | SelectToSend(march, tuple(settled_files(str(tmp_path / "ledger"))))
-                    | beam.Map(lambda e: e.original["messageId"]))
-            assert_that(kept, equal_to(["m-1", "m-2"]))
+                    | SelectToSend(march, tuple(delivered_files(str(tmp_path / "ledger"))))
+                    | beam.Map(lambda e: (e.original["messageId"], e.visitor)))
+            assert_that(kept, equal_to([("m-1", delivered.visitor), ("m-2", delivered.visitor),
+                                        ("delivered", "someone-else")]))
     assert (tally["out_of_range"], tally["skipped_ledger"]) == (2, 1)
 
 

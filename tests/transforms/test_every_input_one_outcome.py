@@ -132,7 +132,7 @@ def outcome_of(raw: RawInput) -> str:
     decision = decide_consent(result.original, POLICY)
     if not decision.outcome.allowed:
         return decision.outcome.value
-    assert len(ledger_key(event_id(result.original))) == 32  # each event once, and the ledger's key
+    assert len(ledger_key(result.visitor, event_id(result.original))) == 16  # each event once, and the ledger's key
     assert first_copy([result, result]) is result
     fact = IdentityFact.of(result)
     timeline = IdentityTimeline.build(merge_spans([(fact.at_ms, fact.at_ms)], 30 * 86_400_000), [fact])

@@ -75,6 +75,21 @@ def test_expiry_timer_clears_identity_after_the_ttl_without_activity():
             ("identify", 0, "v@example.com"), ("track", hour, None)]))
 
 
+def test_an_event_from_the_far_future_does_not_hold_back_its_visitors_other_events():
+    # A track, then an event dated year 9000 (a wrong clock), then the watermark passes now. The
+    # track must be released then: an identify of the same visitor that arrives afterwards (dated
+    # before the track) cannot enrich it any more. Held back until the year 9000, the track would
+    # still be waiting when the identify came, and would be released after it, with its email.
+    hour = 3_600_000
+    year_9000_ms = 221_845_392_000_000
+    stream = _stream(_add(_track(NOW_MS - hour)), _add(_track(year_9000_ms)),
+                     _watermark(int(time.time() * 1000) + hour),
+                     _add(_identify(NOW_MS - 2 * hour)), _watermark(int(time.time() * 1000) + 2 * hour))
+    with streaming_pipeline() as p:
+        emails = _emails(p, stream, ttl_days=1) | beam.Filter(lambda row: row[1] < 0)
+        assert_that(emails, equal_to([("track", -hour, None), ("identify", -2 * hour, "v@example.com")]))
+
+
 def test_streaming_dead_letters_are_written_to_windowed_files(tmp_path):
     records = [DeadLetter(reason="invalid_json", error="bad", event=None, raw=f"line {i}") for i in range(3)]
     stream = TestStream().add_elements(records[:2]).add_elements(records[2:]).advance_watermark_to_infinity()

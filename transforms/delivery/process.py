@@ -27,10 +27,9 @@ import multiprocessing
 import signal
 import threading
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from transforms.delivery.sender import DeliveryOutcome, Pushback, PushbackLedger, SendResult, WoopraSender
+from transforms.delivery.sender import DeliveryOutcome, OnAnswer, Pushback, PushbackLedger, SendResult, WoopraSender
 from transforms.rules.outcomes import Outcome
 from transforms.rules.woopra_mapping import WoopraRequest
 
@@ -48,15 +47,16 @@ _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 
 class Answer:
     """What ``DeliveryProcess.submit`` returns: the ``Future`` methods the Deliver step uses
-    (``done``, ``result``, ``add_done_callback``), with one lock per delivery process instead of
-    one per request; answers are set a batch at a time."""
+    (``done``, ``result``), with one lock per delivery process instead of one per request;
+    answers are set a batch at a time. ``on_answer(outcome)``, if given, runs before the outcome
+    is set, so whoever sees the outcome sees what ``on_answer`` did (the ledger's key)."""
 
-    __slots__ = ("_settled", "_outcome", "_callbacks")
+    __slots__ = ("_settled", "_outcome", "_on_answer")
 
-    def __init__(self, settled: threading.Condition) -> None:
+    def __init__(self, settled: threading.Condition, on_answer: OnAnswer | None = None) -> None:
         self._settled = settled
         self._outcome: DeliveryOutcome | None = None
-        self._callbacks: list[Callable[[Answer], None]] = []
+        self._on_answer = on_answer
 
     def done(self) -> bool:
         return self._outcome is not None
@@ -72,25 +72,16 @@ class Answer:
         assert outcome is not None
         return outcome
 
-    def add_done_callback(self, callback: Callable[[Answer], None]) -> None:
-        """Call ``callback(answer)`` once the outcome is set (at once if it is), on the setting thread."""
-        with self._settled:
-            if self._outcome is None:
-                self._callbacks.append(callback)
-                return
-        callback(self)
-
 
 def _settle(settled: threading.Condition, outcomes: list[tuple[Answer, DeliveryOutcome]]) -> None:
-    """Set a batch of answers, wake whoever waits for one, then run their callbacks."""
+    """Run a batch of answers' ``on_answer``, then set them and wake whoever waits for one."""
+    for answer, outcome in outcomes:
+        if answer._on_answer is not None:
+            answer._on_answer(outcome)
     with settled:
         for answer, outcome in outcomes:
             answer._outcome = outcome
         settled.notify_all()
-    for answer, _ in outcomes:
-        callbacks, answer._callbacks = answer._callbacks, []
-        for callback in callbacks:
-            callback(answer)
 
 
 class _Batcher:
@@ -223,9 +214,9 @@ class DeliveryProcess:
         self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self._requests, self._connection, self._process)
 
-    def submit(self, request: WoopraRequest) -> Answer:
-        """Start sending one request; the answer completes with its outcome."""
-        answer = Answer(self._settled)
+    def submit(self, request: WoopraRequest, on_answer: OnAnswer | None = None) -> Answer:
+        """Start sending one request; the answer completes with its outcome, after ``on_answer(outcome)``."""
+        answer = Answer(self._settled, on_answer)
         request_id = next(self._ids)
         with self._pending_lock:
             self._pending[request_id] = (answer, request)

@@ -93,6 +93,10 @@ class DeliveryOutcome:
         )
 
 
+# Runs with a request's outcome before anyone waiting for it sees it (the ledger records there).
+OnAnswer = Callable[[DeliveryOutcome], None]
+
+
 class Pushback(NamedTuple):
     """Woopra's pushback as one sender saw it: totals since the sender started, and its rate now."""
 
@@ -227,9 +231,17 @@ class WoopraSender:
             return Pushback(self.rate_limited)
         return Pushback(self.rate_limited, self.adaptive.throttled_seconds(time.monotonic()), self.adaptive.bucket.rate)
 
-    def submit(self, request: WoopraRequest) -> Future[DeliveryOutcome]:
-        """Start sending one request; the future completes with its outcome."""
-        return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
+    def submit(self, request: WoopraRequest, on_answer: OnAnswer | None = None) -> Future[DeliveryOutcome]:
+        """Start sending one request; the future completes with its outcome, after ``on_answer(outcome)``
+        (on the loop's thread: it must not block)."""
+        if on_answer is None:
+            return asyncio.run_coroutine_threadsafe(self.deliver(request), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._deliver_then(request, on_answer), self._loop)
+
+    async def _deliver_then(self, request: WoopraRequest, on_answer: OnAnswer) -> DeliveryOutcome:
+        outcome = await self.deliver(request)
+        on_answer(outcome)
+        return outcome
 
     def submit_requests(
         self, batch: list[tuple[int, str, tuple[tuple[str, str], ...], str | None]],

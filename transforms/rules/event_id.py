@@ -81,7 +81,9 @@ def id_digest(event_id_text: str) -> bytes:
     return hashlib.blake2b(event_id_text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def ledger_key(event_id_text: str) -> str:
-    """What the ledger records for an event: 32 hex digits of the id's hash (no personal data, one
-    line whatever the ``messageId`` holds)."""
-    return id_digest(event_id_text).hex()
+def ledger_key(visitor: str, event_id_text: str) -> bytes:
+    """What the ledger records for a delivered event: 16 bytes of hash of its visitor and its id,
+    the identity each-id-once uses (a ``messageId`` two visitors share is two events). Written as
+    32 hex digits: no personal data, one line whatever the ids hold."""
+    text = f"{len(visitor)}:{visitor}{event_id_text}"  # the length: no other split gives the same text
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

@@ -83,7 +83,8 @@ _MEANINGS = {
     Outcome.DROPPED_UNMAPPED: "counted, not sent (config unmapped_events: drop)",
     Outcome.SKIPPED_REPLAY: "counted, not replayed",
     Outcome.DUPLICATE: "another copy of this event (same id) is sent instead: counted, not sent",
-    Outcome.SKIPPED_LEDGER: "an earlier run settled this event (its id is in --ledger): counted, not sent",
+    Outcome.SKIPPED_LEDGER: "an earlier run delivered this event (its visitor and id are in --ledger): "
+                            "counted, not sent",
     Outcome.OUT_OF_RANGE: "its event time is outside --start/--end: counted, not sent",
     Outcome.DELIVERED_200: "Woopra processed it",
     Outcome.DELIVERED_202: "Woopra queued it (normal under load; not retried)",

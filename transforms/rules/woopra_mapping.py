@@ -124,6 +124,7 @@ class WoopraRequest:
     user_agent: str | None
     event: Mapping[str, Any]  # the original input event
     attributes: Mapping[str, str] | None = None
+    visitor: str = ""  # the event's visitor (``Event.visitor``): with its id, the ledger's key
 
     @property
     def headers(self) -> dict[str, str]:
@@ -327,7 +328,7 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
     else:
         user_agent = None
     # Positional: calling a class with keywords builds a kwargs dict, a cost per event.
-    request = WoopraRequest(url, tuple(params.items()), user_agent, original, event.attributes)
+    request = WoopraRequest(url, tuple(params.items()), user_agent, original, event.attributes, event.visitor)
     # fit_url's cheap bound, taken here where it is cheaper to measure (on the dict, not the
     # pairs): nearly every request is far below the limit.
     if encoded_length_bound(url, "".join([*params, *params.values()]), len(params)) <= MAX_URL_BYTES:
@@ -379,4 +380,4 @@ def fit_url(request: WoopraRequest, limit: int = MAX_URL_BYTES) -> WoopraRequest
         params[key] = value[:keep]
         excess = len(request.url) + 1 + len(urlencode(params)) - limit
     return WoopraRequest(request.url, tuple(params.items()), request.user_agent, request.event,
-                         request.attributes)
+                         request.attributes, request.visitor)
