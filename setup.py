@@ -23,6 +23,7 @@ setup(
         "httptools>=0.9.0",  # delivery: the HTTP response parser of transforms/delivery/http.py
         "aiohttp>=3.14.5",  # the Woopra stand-in (woopra_standin/) and the benchmarks' reference client
         "pyarrow>=25.0.1",
+        "numpy>=2.4.6",  # the ledger's keys, one sorted array (transforms/delivery/ledger.py)
         "PyYAML>=6.0.4",  # the mapping config and runner configs are YAML
         "Jinja2>=3.1.6",  # the run report's template: pipeline/tools/report.html
     ],

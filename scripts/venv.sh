@@ -34,7 +34,9 @@ install_in_venv() {  # install_in_venv SPEC, e.g. '.' or '.[test]'
     fi
     "$base" -m venv "$venv" || die "could not create the virtual environment $venv"
   fi
+  venv="$(cd "$venv" && pwd)"
   PY="$venv/bin/python"
+  export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"  # as `source $venv/bin/activate` does
   local constraint=(-c constraints.txt)
   case "$lock" in
     constraints.txt) ;;

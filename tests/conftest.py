@@ -66,9 +66,12 @@ def sample_events() -> Path:
 
 
 def subprocess_env() -> dict[str, str]:
-    """Environment for ``python -m pipeline`` subprocesses: the repo importable."""
+    """Environment for ``python -m pipeline`` subprocesses: the repo importable, and this Python's
+    environment first on PATH, as an activated virtual environment has it (Beam's worker pool
+    starts its SDK workers as ``python``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
 
 

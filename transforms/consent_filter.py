@@ -41,6 +41,6 @@ class ConsentFilter(beam.PTransform):
         super().__init__()
         self.policy = policy
 
-    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, events: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
         return events | "ApplyConsent" >> beam.ParDo(_ConsentFn(self.policy)).with_outputs(
             DEAD_LETTERS, main="events")

@@ -99,7 +99,7 @@ class CountPerMinute(beam.PTransform):
         super().__init__()
         self.prefix = counts_prefix(report_path)
 
-    def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> beam.pvalue.PDone:
+    def expand(self, pcolls) -> beam.pvalue.PDone:  # (delivered, dead letters): Beam takes a tuple hint for a wrong one
         sent, dead_letters = pcolls
         return (
             (sent | "KeySent" >> beam.ParDo(_KeySentFn()),

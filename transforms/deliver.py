@@ -191,7 +191,7 @@ class DeliverToWoopra(beam.PTransform):
         self.run_id = run_id
         self.ledger = ledger
 
-    def expand(self, requests: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, requests: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
         if not self.dry_run_path:
             if self.settings.spread_over_workers:
                 # Each worker process sends at its share of the job's rate (pipeline/options.py,

@@ -416,7 +416,7 @@ class EnrichIdentity(beam.PTransform):
         self.join = join
         self.dedup_window_ms = int(dedup_window_seconds * 1000)
 
-    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, events: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
         if not events.is_bounded:
             keyed = events | "KeyByVisitor" >> beam.Map(lambda event: (event.visitor, event)).with_output_types(
                 beam.typehints.KV[str, Event])

@@ -45,6 +45,6 @@ class MapToWoopra(beam.PTransform):
         super().__init__()
         self.settings = settings
 
-    def expand(self, events: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, events: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
         return events | "BuildRequests" >> beam.ParDo(_MapFn(self.settings)).with_outputs(
             DEAD_LETTERS, main="requests")

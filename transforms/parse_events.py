@@ -60,7 +60,7 @@ class ParseEvents(beam.PTransform):
         super().__init__()
         self.replay_reasons = frozenset(replay_reasons) if replay_reasons is not None else None
 
-    def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, raw: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
         # Each event leaves with its event time (a TimestampedValue), which Beam's hints cannot say.
         parse = beam.ParDo(_ParseFn(self.replay_reasons)).with_output_types(Event, dead_letters=DeadLetter)
         return raw | "Parse" >> parse.with_outputs(DEAD_LETTERS, main="events")

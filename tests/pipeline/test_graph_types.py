@@ -90,3 +90,12 @@ def test_each_step_emits_the_type_it_says_and_beam_has_an_exact_coder_for_it(gra
     survey = [t for (step, _), t in found.items() if step.endswith("SurveyEvents") or step.endswith("/Survey")]
     for element_type in survey:
         assert "BytesCoder" in repr(registry.get_coder(element_type)), element_type
+
+
+@pytest.mark.parametrize("graph", ["batch side_input", "streaming"])
+def test_building_the_graph_warns_of_no_type_hint_beam_would_ignore(graph, caplog):
+    # Beam logs a WARNING for each hint it cannot use (a composite's DoOutputsTuple, a tuple of
+    # PCollections): a user would see one per step at every run.
+    with caplog.at_level("WARNING"):
+        output_types(GRAPHS[graph])
+    assert not [record.getMessage() for record in caplog.records if "type hint" in record.getMessage()]
