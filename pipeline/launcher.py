@@ -143,14 +143,20 @@ def report_submitted(result: PipelineResult, options: PipelineOptions, job: JobS
     """Dataflow: print the job's id and console page, and return without waiting.
 
     A Flex Template launcher that waits for its job fails ("Timeout in polling result file"), and
-    a batch backfill may run for hours: the counts are the job's counters in the console.
+    a batch backfill may run for hours: the counts are the job's counters in the console. A Flex
+    Template launch passes ``--template_location``: Beam then writes the job there, for Dataflow to
+    start, and its result has no job (docs/deploy.md, "What is tested").
     """
     kind = "streaming" if job.streaming else "batch"
-    job_id = result.job_id() if hasattr(result, "job_id") else None
+    cloud = options.view_as(GoogleCloudOptions)
+    if cloud.template_location:
+        print(f"{kind} job for Dataflow written to {cloud.template_location} for Dataflow to start "
+              f"(template launch); run {job.run_id}")
+        return 0
+    job_id = result.job_id() if getattr(result, "has_job", False) else None  # type: ignore[attr-defined]
     if not job_id:  # Beam's --dry_run: the job was built, not submitted
         print(f"{kind} job for Dataflow built but not submitted (dry run); run {job.run_id}")
         return 0
-    cloud = options.view_as(GoogleCloudOptions)
     print(f"{kind} job submitted to Dataflow: {job_id} (run {job.run_id})")
     print(f"console: https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}?project={cloud.project}")
     return 0

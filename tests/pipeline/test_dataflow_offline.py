@@ -130,6 +130,8 @@ def test_the_launcher_returns_at_once_on_dataflow():
 
 def test_a_submitted_job_prints_its_id_and_console_page(capsys):
     class Submitted:
+        has_job = True
+
         def job_id(self) -> str:
             return "2026-12-01_01_02_03-123"
 

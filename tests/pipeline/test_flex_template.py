@@ -252,6 +252,58 @@ def test_the_template_entry_point_runs_the_jobs_launcher(tmp_path):
     assert refused.stderr.startswith("error: pass this template's image as the workers' image")
 
 
+def offline_env(home: Path) -> dict[str, str]:
+    """No credentials, and any request to a remote host goes to a refusing proxy on loopback."""
+    env = {name: value for name, value in os.environ.items() if name != "GOOGLE_APPLICATION_CREDENTIALS"}
+    refused = "http://127.0.0.1:9"
+    env.update(HTTPS_PROXY=refused, HTTP_PROXY=refused, https_proxy=refused, http_proxy=refused, grpc_proxy=refused,
+               NO_PROXY="127.0.0.1,localhost", NO_GCE_CHECK="true", CLOUDSDK_CONFIG=str(home), HOME=str(home))
+    return env
+
+
+def launch_as_dataflow_does(tmp_path: Path, parameters: list[str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run templates/main.py as Dataflow's Flex Template launcher does, offline: (the run, the job object).
+
+    The launcher passes the template's parameters, its own options and ``--template_location``,
+    where Beam writes the job for Dataflow to start. Here staging and temp are local folders: a
+    Dataflow endpoint on localhost is Beam's own way of saying "not the service", so Beam accepts
+    local folders and looks up no bucket; ``--no_auth`` uses no credentials; a submission would go
+    to a port that refuses it.
+    """
+    staging, temp, home = tmp_path / "staging", tmp_path / "temp", tmp_path / "home"
+    job_object = staging / "template_launches" / "2026-12-07_launch" / "job_object"
+    for folder in (job_object.parent, temp, home):
+        folder.mkdir(parents=True)
+    launcher_flags = ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
+                      f"--staging_location={staging}", f"--temp_location={temp}", f"--template_location={job_object}",
+                      "--no_auth", "--dataflow_endpoint=http://localhost:9", "--sdk_location=container"]
+    done = subprocess.run([sys.executable, str(TEMPLATES / "main.py"), *parameters, *launcher_flags],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180, env=offline_env(home))
+    return done, job_object
+
+
+LAUNCHES = {
+    "batch": ["--input=gs://my-bucket/events/*.jsonl", "--dead_letter=gs://my-bucket/dead/"],
+    "streaming": ["--input_subscription=projects/my-project/subscriptions/events",
+                  "--dead_letter=projects/my-project/topics/dead-letters"],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_template_launch_writes_the_job_object_and_exits_0(tmp_path, kind):
+    done, job_object = launch_as_dataflow_does(
+        tmp_path, ["--sdk_container_image=europe-docker.pkg.dev/p/r/woopra:1", "--woopra_project=example.com",
+                   *LAUNCHES[kind]])
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{kind} job for Dataflow written to {job_object}" in done.stdout
+    assert "submitted to Dataflow" not in done.stdout  # nothing was submitted: no job id
+    written = json.loads(job_object.read_text(encoding="utf-8"))
+    assert written["type"] == f"JOB_TYPE_{kind.upper()}"
+    assert written["environment"]["sdkPipelineOptions"]["options"]["woopra_project"] == "example.com"
+    assert (tmp_path / "staging" / "pipeline.pb").exists()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_help_texts_state_the_jobs_defaults(kind):
     options = job_options()
