@@ -175,13 +175,25 @@ def test_the_strict_parse_rejects_a_bad_param_type():
         parse_metadata(json.dumps(document))
 
 
-def test_the_streaming_template_is_exactly_once():
-    # At-least-once mode may process a message twice: Woopra would receive the request twice.
+def test_the_streaming_template_declares_both_modes_and_defaults_to_exactly_once():
+    # Dataflow accepts a default streaming mode only when both modes are declared. Exactly-once is
+    # the default because it sends Woopra fewer duplicates, not none (docs/deploy.md, step 6).
     streaming = metadata("streaming")
     assert streaming.streaming is True
     assert streaming.supports_exactly_once is True
+    assert streaming.supports_at_least_once is True
     assert streaming.default_streaming_mode == "EXACTLY_ONCE"
-    assert streaming.supports_at_least_once is False
+    assert "not none" in streaming.description
+
+
+def test_no_document_promises_no_duplicates():
+    """Exactly-once mode dedups what stays in the pipeline; a request sent by a retried step may go out twice."""
+    files = [ROOT / "docs" / "deploy.md", TEMPLATES / "README.md", METADATA["streaming"],
+             ROOT / "runner_configs" / "dataflow_streaming.yaml"]
+    for path in files:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert "fewer duplicate" in text, f"{path.name} must say exactly-once mode means fewer duplicates"
+        assert "would send Woopra duplicates" not in text and "would receive the request twice" not in text, path
 
 
 def test_the_batch_template_has_no_streaming_mode():
