@@ -92,6 +92,35 @@ def test_the_job_translates_for_dataflow_offline(argv, job_type):
     assert "use_multiple_sdk_containers" in experiments, experiments
 
 
+def transform_named(dataflow_job, name: str):  # type: ignore[no-untyped-def]
+    """The translated transform whose full name is ``name``."""
+    transforms = dataflow_job.proto_pipeline.components.transforms
+    (found,) = [transform for transform in transforms.values() if transform.unique_name == name]
+    return found
+
+
+@pytest.mark.parametrize("argv", [BATCH, STREAMING], ids=["batch", "streaming"])
+def test_the_outcomes_of_send_are_checkpointed_before_any_write(argv):
+    """A reshuffle right after Send: a failing dead-letter write retries from there, not from Send."""
+    _, dataflow_job = translated(argv)
+    send_outputs = set(transform_named(dataflow_job, "Deliver/Send").outputs.values())
+    assert len(send_outputs) == 2  # delivered and dead letters
+    checkpointed = set()
+    for name in ("Deliver/CheckpointDelivered", "Deliver/CheckpointDeadLetters"):
+        checkpoint = transform_named(dataflow_job, name)
+        assert set(checkpoint.inputs.values()) <= send_outputs, name
+        checkpointed |= set(checkpoint.inputs.values())
+        assert any("Reshuffle" in part.unique_name or "GroupByKey" in part.unique_name
+                   for part in dataflow_job.proto_pipeline.components.transforms.values()
+                   if part.unique_name.startswith(name + "/")), f"{name} is not a reshuffle"
+    assert checkpointed == send_outputs
+    # Nothing but the checkpoints reads what Send outputs.
+    readers = [transform.unique_name for transform in dataflow_job.proto_pipeline.components.transforms.values()
+               if set(transform.inputs.values()) & send_outputs and not transform.subtransforms]
+    assert readers and all(name.startswith(("Deliver/CheckpointDelivered/", "Deliver/CheckpointDeadLetters/"))
+                           for name in readers), readers
+
+
 def test_the_full_job_description_and_the_staged_package(tmp_path):
     """The description Dataflow would receive, and the package its workers would install."""
     argv = [*BATCH, "--setup_file", str(ROOT / "setup.py"), "--staging_location", str(tmp_path / "staging")]
