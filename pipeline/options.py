@@ -154,8 +154,9 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--rate_limiter_domain", "DOMAIN", "Envoy Rate Limit Service domain (descriptor woopra_project=P).",
              "woopra"),
         Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit, each an equal share. Default: "
-                                       "the local runner's process count, or --max_num_workers/--num_workers "
-                                       "on Dataflow.", number=Number(int, 1, 100_000)),
+                                       "the local runner's process count; on Dataflow --num_workers × vCPUs of "
+                                       "the fixed pool Dataflow needs without --rate_limiter_address.",
+             number=Number(int, 1, 100_000)),
         Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
                                    "worker itself.", "on"),
     )),
@@ -601,11 +602,13 @@ def _consent_policy(opts: WoopraOptions, config: IntegrationConfig) -> ConsentPo
 
 def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: str) -> DeliverySettings:
     """How each worker process sends: its share of the job's rate, concurrency, retries."""
-    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
-                 else worker_processes(options))
     address = opts.rate_limiter_address or None
     if address and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
         raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
+    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
+                 else worker_processes(options))
+    if is_dataflow(options) and not address:
+        check_dataflow_rate_limit_holds(options, processes)
     return DeliverySettings(
         rate_limit=number_option(opts, "rate_limit") / processes,
         spread_over_workers=processes > 1 or is_dataflow(options),
@@ -774,9 +777,10 @@ def worker_processes(options: PipelineOptions) -> int:
     """How many worker processes share the job's rate limit, each with its own token bucket.
 
     The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes. Dataflow runs
-    one SDK process per vCPU of each worker (Runner v2), so it is the workers the job may have
-    (``--max_num_workers``, else ``--num_workers``) times the vCPUs of ``--machine_type``. For one
-    exact global limit, use an Envoy Rate Limit Service (``--rate_limiter_address``).
+    one SDK process per vCPU of each worker (Runner v2), so it is the workers (``--num_workers`` of
+    a fixed pool; else ``--max_num_workers``, else ``--num_workers``) times the vCPUs of
+    ``--machine_type``. For one exact global limit, use an Envoy Rate Limit Service
+    (``--rate_limiter_address``).
     """
     from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
 
@@ -786,9 +790,37 @@ def worker_processes(options: PipelineOptions) -> int:
     if is_dataflow(options):
         workers = options.view_as(WorkerOptions)
         streaming = bool(options.view_as(StandardOptions).streaming)
-        return max(1, int(workers.max_num_workers or workers.num_workers or 1)) * vcpus_per_worker(
-            workers.machine_type, streaming)
+        count = workers.num_workers if fixed_worker_pool(options) else workers.max_num_workers or workers.num_workers
+        return max(1, int(count or 1)) * vcpus_per_worker(workers.machine_type, streaming)
     return 1
+
+
+def fixed_worker_pool(options: PipelineOptions) -> bool:
+    """True when Dataflow runs exactly ``--num_workers`` workers: autoscaling off (``--autoscaling_algorithm=NONE``)."""
+    from apache_beam.options.pipeline_options import WorkerOptions
+
+    workers = options.view_as(WorkerOptions)
+    return str(workers.autoscaling_algorithm or "").upper() == "NONE" and bool(workers.num_workers)
+
+
+DATAFLOW_RATE_LIMIT_RULE = ("--rate_limit on Dataflow needs a fixed worker pool (--autoscaling_algorithm=NONE "
+                            "--num_workers=N) or the shared limiter (--rate_limiter_address): the autoscaler "
+                            "would change how many processes share the limit (docs/delivery.md#on-dataflow)")
+
+
+def check_dataflow_rate_limit_holds(options: PipelineOptions, processes: int) -> None:
+    """Refuse a Dataflow launch whose per-process shares could add up to more than ``--rate_limit``.
+
+    Each process gets a fixed share, computed here, at launch; only a fixed pool keeps the number
+    of processes what the shares assume (docs/delivery.md, On Dataflow).
+    """
+    if not fixed_worker_pool(options):
+        raise OptionsError(DATAFLOW_RATE_LIMIT_RULE)
+    pool = worker_processes(options)
+    if processes < pool:
+        raise OptionsError(f"--rate_limit_processes {processes} is fewer than the job's {pool} worker processes "
+                           "(--num_workers × the vCPUs of --machine_type): they would send more than --rate_limit; "
+                           "leave it out on Dataflow")
 
 
 # Dataflow's default machine types: n1-standard-1 for batch, n1-standard-2 for streaming.

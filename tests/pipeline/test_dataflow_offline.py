@@ -28,7 +28,8 @@ from tests.conftest import ROOT, subprocess_env
 IMAGE = "europe-docker.pkg.dev/my-project/woopra/pipeline:1"
 DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
             "--temp_location", "gs://my-bucket/tmp", "--no_auth", "--dry_run=true", "--sdk_location", "container",
-            "--sdk_container_image", IMAGE, "--woopra_project", "example.com"]
+            "--sdk_container_image", IMAGE, "--woopra_project", "example.com",
+            "--autoscaling_algorithm", "NONE", "--num_workers", "2"]  # a fixed pool: the rate shares hold
 BATCH = [*DATAFLOW, "--input", "gs://my-bucket/events/*.jsonl", "--dead_letter", "gs://my-bucket/dead/"]
 STREAMING = [*DATAFLOW, "--streaming", "--input_subscription", "projects/my-project/subscriptions/events",
              "--dead_letter", "projects/my-project/topics/dead-letters"]
@@ -200,7 +201,57 @@ def test_vcpus_per_worker(machine_type, streaming, vcpus):
 
 def test_the_rate_is_shared_by_every_sdk_process_on_dataflow():
     """Dataflow runs one SDK process per vCPU: 3 workers of 4 vCPUs share --rate_limit 120 as 12 x 10/s."""
-    options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--max_num_workers", "3",
+    options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--num_workers", "3",
                                        "--machine_type", "n2-standard-4"])
     assert job.delivery.rate_limit == 10
     assert os.environ.get("NO_GCE_CHECK") == "true"
+
+
+def without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` less each of ``flags`` and its value."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            rest.append(arg)
+    return rest
+
+
+AUTOSCALED = without(BATCH, "--autoscaling_algorithm", "--num_workers")
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # a batch run without --max_num_workers: the autoscaler picks the count
+    ["--max_num_workers", "4"],  # update-options --max-num-workers can raise it after launch
+    ["--autoscaling_algorithm", "THROUGHPUT_BASED", "--num_workers", "2", "--max_num_workers", "2"],
+    ["--autoscaling_algorithm", "NONE"],  # no --num_workers: the count is Dataflow's choice
+], ids=["no-sizing", "max-only", "autoscaling", "none-without-count"])
+def test_dataflow_refuses_a_rate_limit_the_autoscaler_could_break(extra):
+    with pytest.raises(OptionsError) as info:
+        parse_command_line([*AUTOSCALED, *extra])
+    assert str(info.value).startswith("--rate_limit on Dataflow needs a fixed worker pool (--autoscaling_algorithm=NONE"
+                                      " --num_workers=N) or the shared limiter (--rate_limiter_address)")
+    assert "\n" not in str(info.value)
+
+
+def test_the_shared_limiter_keeps_the_limit_whatever_the_autoscaler_does():
+    _, job = parse_command_line([*AUTOSCALED, "--max_num_workers", "10", "--rate_limiter_address", "10.0.0.5:8081"])
+    assert job.delivery.rate_limiter_address == "10.0.0.5:8081"
+
+
+def test_a_fixed_pool_shares_the_limit_by_its_processes():
+    # 4 workers of 2 vCPUs: 8 processes of 12.5 requests/s; --max_num_workers means nothing without autoscaling.
+    _, job = parse_command_line([*without(BATCH, "--num_workers"), "--num_workers", "4", "--max_num_workers", "40",
+                                 "--machine_type", "n2-standard-2", "--rate_limit", "100"])
+    assert job.delivery.rate_limit == 12.5
+
+
+def test_fewer_rate_limit_processes_than_the_pool_are_refused_on_dataflow():
+    with pytest.raises(OptionsError, match="--rate_limit_processes 2 is fewer than the job's 4 worker processes"):
+        parse_command_line([*BATCH, "--machine_type", "n2-standard-2", "--rate_limit_processes", "2"])
+    _, job = parse_command_line([*BATCH, "--machine_type", "n2-standard-2", "--rate_limit_processes", "8",
+                                 "--rate_limit", "80"])
+    assert job.delivery.rate_limit == 10  # more processes than run: the job sends less, never more

@@ -288,7 +288,8 @@ def launch_as_dataflow_does(tmp_path: Path, parameters: list[str]) -> tuple[subp
         folder.mkdir(parents=True)
     launcher_flags = ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
                       f"--staging_location={staging}", f"--temp_location={temp}", f"--template_location={job_object}",
-                      "--no_auth", "--dataflow_endpoint=http://localhost:9", "--sdk_location=container"]
+                      "--no_auth", "--dataflow_endpoint=http://localhost:9", "--sdk_location=container",
+                      "--num_workers=2", "--autoscaling_algorithm=NONE"]
     done = subprocess.run([sys.executable, str(TEMPLATES / "main.py"), *parameters, *launcher_flags],
                           cwd=tmp_path, capture_output=True, text=True, timeout=180, env=offline_env(home))
     return done, job_object

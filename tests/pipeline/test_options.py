@@ -314,7 +314,7 @@ def test_rate_limit_is_shared_across_worker_processes():
                                               "multi_processing", "--direct_num_workers", "4"]))
     assert local.delivery.rate_limit == 25
     dataflow = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--runner", "DataflowRunner",
-                                                 "--max_num_workers", "5"]))
+                                                 "--num_workers", "5", "--autoscaling_algorithm", "NONE"]))
     assert dataflow.delivery.rate_limit == 20
     explicit = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--rate_limit_processes", "8"]))
     assert explicit.delivery.rate_limit == 12.5
