@@ -25,6 +25,7 @@ from pipeline.graph import build_pipeline
 from pipeline.options import (
     JobSettings,
     OptionsError,
+    apply_dataflow_defaults,
     check_dataflow_outputs,
     check_pubsub_access,
     check_runner,
@@ -74,6 +75,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
         job = dataclasses.replace(job, source=expand_input(job.source))
     check_pubsub_access(options, job)
     check_dataflow_outputs(options, job)
+    apply_dataflow_defaults(options, job)
     return options, job
 
 

@@ -173,8 +173,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
     )),
     ("Operator", "", (
         Flag("--runner_config", "FILE", "YAML file of option defaults (see runner_configs/); command-line flags win."),
-        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows other "
-                            f"libraries' (Beam's) too.", "INFO"),
+        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs, on Dataflow's workers too; "
+                            f"DEBUG shows other libraries' (Beam's) at INFO or above.", "INFO"),
         Flag("--progress_interval_seconds", "SECONDS", "Local runners: log a one-line progress report this often "
                                             "(batch: with the share of input read and an ETA).", "60",
              number=Number(float, 1, 86_400)),
@@ -839,6 +839,34 @@ def vcpus_per_worker(machine_type: str | None, streaming: bool) -> int:
 def is_dataflow(options: PipelineOptions) -> bool:
     """True when the job runs on Dataflow: the launcher then submits it and returns."""
     return "Dataflow" in str(options.view_as(StandardOptions).runner or "")
+
+
+# Dataflow's page "Use data sampling to observe pipeline data": exception sampling is on by default
+# and writes the failing element (here an event: emails, IPs) to --temp_location; this turns it off.
+EXCEPTION_SAMPLING_OFF = "disable_always_on_exception_sampling"
+EXCEPTION_SAMPLING_ON = "enable_always_on_exception_sampling"  # a user's explicit choice, kept
+
+
+def apply_dataflow_defaults(options: PipelineOptions, job: JobSettings) -> None:
+    """On Dataflow: no exception sampling of events, and the workers' logs at ``--log_level``.
+
+    The workers' loggers follow ``--default_sdk_harness_log_level`` (and per-logger
+    ``--sdk_harness_log_level_overrides``), not the launcher's: the job's own loggers get
+    ``--log_level``, the rest INFO at most, since Beam's DEBUG lines print whole elements.
+    Options given on the command line are kept.
+    """
+    from apache_beam.options.pipeline_options import DebugOptions, WorkerOptions
+
+    if not is_dataflow(options):
+        return
+    debug = options.view_as(DebugOptions)
+    if EXCEPTION_SAMPLING_ON not in (debug.experiments or []):
+        debug.add_experiment(EXCEPTION_SAMPLING_OFF)
+    workers = options.view_as(WorkerOptions)
+    if workers.default_sdk_harness_log_level is None:
+        workers.default_sdk_harness_log_level = "INFO" if job.log_level == "DEBUG" else job.log_level
+    own_loggers = {"pipeline": job.log_level, "transforms": job.log_level}
+    workers.sdk_harness_log_level_overrides = own_loggers | (workers.sdk_harness_log_level_overrides or {})
 
 
 def check_dataflow_outputs(options: PipelineOptions, job: JobSettings) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, WorkerOptions
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.runners.portability.stager import Stager
 
@@ -255,3 +255,37 @@ def test_fewer_rate_limit_processes_than_the_pool_are_refused_on_dataflow():
     _, job = parse_command_line([*BATCH, "--machine_type", "n2-standard-2", "--rate_limit_processes", "8",
                                  "--rate_limit", "80"])
     assert job.delivery.rate_limit == 10  # more processes than run: the job sends less, never more
+
+
+def test_exception_sampling_is_off_on_dataflow():
+    """Dataflow samples a failing element (an event: emails, IPs) to temp_location unless told not to."""
+    for argv in (BATCH, STREAMING):
+        options, dataflow_job = translated(argv)
+        experiments = set(description(options, dataflow_job)["environment"]["experiments"])
+        assert "disable_always_on_exception_sampling" in experiments
+    options, _ = parse_command_line([*BATCH, "--experiments=enable_always_on_exception_sampling"])
+    assert "disable_always_on_exception_sampling" not in options.view_as(DebugOptions).experiments
+
+
+def test_exception_sampling_is_not_touched_elsewhere():
+    options, _ = parse_command_line(["--input", str(ROOT / "samples" / "events.jsonl"), "--woopra_project", "x"])
+    assert "disable_always_on_exception_sampling" not in (options.view_as(DebugOptions).experiments or [])
+
+
+@pytest.mark.parametrize("log_level, workers_default", [
+    ("WARNING", "WARNING"), ("ERROR", "ERROR"), ("INFO", "INFO"),
+    ("DEBUG", "INFO"),  # Beam's own DEBUG lines print whole elements: never on a worker
+])
+def test_log_level_sets_the_workers_loggers_too(log_level, workers_default):
+    options, dataflow_job = translated([*BATCH, "--log_level", log_level])
+    sent = description(options, dataflow_job)["environment"]["sdkPipelineOptions"]["options"]
+    assert sent["default_sdk_harness_log_level"] == workers_default
+    assert sent["sdk_harness_log_level_overrides"] == {"pipeline": log_level, "transforms": log_level}
+
+
+def test_given_worker_log_levels_are_kept():
+    options, _ = parse_command_line([*BATCH, "--default_sdk_harness_log_level", "ERROR",
+                                     "--sdk_harness_log_level_overrides", '{"transforms": "ERROR"}'])
+    workers = options.view_as(WorkerOptions)
+    assert workers.default_sdk_harness_log_level == "ERROR"
+    assert workers.sdk_harness_log_level_overrides == {"pipeline": "INFO", "transforms": "ERROR"}
