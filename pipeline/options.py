@@ -158,7 +158,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
                                        "the fixed pool Dataflow needs without --rate_limiter_address.",
              number=Number(int, 1, 100_000)),
         Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
-                                   "worker itself.", "on"),
+                                   "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
+                                   "already uses every core)."),
     )),
     ("Outputs", "", (
         Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
@@ -612,7 +613,7 @@ def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: s
     return DeliverySettings(
         rate_limit=number_option(opts, "rate_limit") / processes,
         spread_over_workers=processes > 1 or is_dataflow(options),
-        separate_process=_on_off("delivery_process", opts.delivery_process),
+        separate_process=_on_off("delivery_process", opts.delivery_process or default_delivery_process(options)),
         rate_limiter_address=address,
         rate_limiter_domain=opts.rate_limiter_domain or "woopra",
         project=project,
@@ -623,6 +624,16 @@ def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: s
             max_retry_seconds=number_option(opts, "max_retry_seconds"),
         ),
     )
+
+
+def default_delivery_process(options: PipelineOptions) -> str:
+    """``--delivery_process`` when not given: off on Dataflow, on elsewhere.
+
+    The child process gives HTTP a core of its own on a machine where one SDK process leaves a
+    core idle (measured on 2 cores, BENCHMARKS.md benchmark 1). Dataflow runs one SDK process per
+    vCPU, so a child would share its parent's core; no measurement on Dataflow says it helps.
+    """
+    return "off" if is_dataflow(options) else "on"
 
 
 def _dead_letter_path(dead_letter: str, streaming: bool) -> str:

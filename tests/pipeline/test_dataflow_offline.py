@@ -289,3 +289,13 @@ def test_given_worker_log_levels_are_kept():
     workers = options.view_as(WorkerOptions)
     assert workers.default_sdk_harness_log_level == "ERROR"
     assert workers.sdk_harness_log_level_overrides == {"pipeline": "INFO", "transforms": "ERROR"}
+
+
+def test_the_delivery_process_is_off_by_default_on_dataflow():
+    """One SDK process per vCPU: a child process would share its parent's core (docs/delivery.md)."""
+    _, job = parse_command_line(BATCH)
+    assert job.delivery.separate_process is False
+    _, job = parse_command_line([*BATCH, "--delivery_process", "on"])
+    assert job.delivery.separate_process is True
+    _, local = parse_command_line(["--input", str(ROOT / "samples" / "events.jsonl"), "--woopra_project", "x"])
+    assert local.delivery.separate_process is True
