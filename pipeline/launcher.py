@@ -30,6 +30,7 @@ from pipeline.options import (
     check_pubsub_access,
     check_runner,
     check_runner_config_flags,
+    check_unknown_flags,
     expand_input,
     expand_runner_config,
     help_parser,
@@ -58,10 +59,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
     built, so that it is one line instead of a traceback from inside Beam.
     """
     command_line = take_dry_run(normalize_streaming(argv))
-    unknown = unknown_flags(command_line)
-    if unknown:
-        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise OptionsError(f"unknown option {unknown[0]}{more}; python -m pipeline --help lists the options")
+    check_unknown_flags(unknown_flags(command_line))
     config_path = runner_config_path(command_line)
     if config_path:
         check_runner_config_flags(config_path)

@@ -316,12 +316,51 @@ def expand_runner_config(argv: Sequence[str]) -> list[str]:
 
 
 def check_runner_config_flags(path: str) -> None:
-    """Refuse a runner config key that is no option, naming the file and its line."""
+    """Refuse a runner config key that looks like a typo of the job's own options, naming the file and
+    its line; warn of other unknown keys, which go to the runner as they are (check_unknown_flags)."""
     for entry in runner_config_entries(path):
-        unknown = unknown_flags(normalize_streaming(take_dry_run(list(entry.flags))))
-        if unknown:
-            raise OptionsError(f"--runner_config {path}, line {entry.line}: unknown option "
-                               f"'{unknown[0].removeprefix('--')}' (see python -m pipeline --help)")
+        for flag in unknown_flags(normalize_streaming(take_dry_run(list(entry.flags)))):
+            meant = job_option_meant(flag)
+            if meant:
+                raise OptionsError(f"--runner_config {path}, line {entry.line}: unknown option "
+                                   f"'{flag.removeprefix('--')}', did you mean '{meant.removeprefix('--')}'? "
+                                   "(see python -m pipeline --help)")
+            log.warning("--runner_config %s, line %d: %s is not an option of this job or of Beam; it is passed on "
+                        "to the runner as it is", path, entry.line, flag)
+
+
+def job_option_meant(flag: str) -> str | None:
+    """The job's own option that an unknown ``flag`` looks like a typo of, if any.
+
+    A dashed spelling (``--max-in-flight``), an abbreviation (``--max_in``) or a near miss
+    (``--max_in_flght``) of one of the job's options; None for anything else.
+    """
+    name = flag.removeprefix("--").replace("-", "_")
+    if not name:
+        return None
+    if name in FLAGS:
+        return FLAGS[name].name
+    abbreviated = [key for key in FLAGS if key.startswith(name)]
+    if abbreviated:
+        return FLAGS[abbreviated[0]].name
+    close = difflib.get_close_matches(name, list(FLAGS), n=1, cutoff=0.8)
+    return FLAGS[close[0]].name if close else None
+
+
+def check_unknown_flags(unknown: Sequence[str]) -> None:
+    """Refuse the first unknown flag that looks like a typo of the job's own options; warn of the others.
+
+    Beam passes options it does not know on to the runner, with a warning (Dataflow's launcher
+    adds some, e.g. ``--launcher_machine_type``): so does the job, except for what is most likely
+    a mistyped option of its own, which would otherwise be silently left at its default.
+    """
+    for flag in unknown:
+        meant = job_option_meant(flag)
+        if meant:
+            raise OptionsError(f"unknown option {flag}, did you mean {meant}? python -m pipeline --help lists "
+                               "the options")
+    for flag in unknown:
+        log.warning("%s is not an option of this job or of Beam; it is passed on to the runner as it is", flag)
 
 
 def take_dry_run(argv: Sequence[str]) -> list[str]:
