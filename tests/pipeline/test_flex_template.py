@@ -24,7 +24,7 @@ from types import ModuleType
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from google.cloud.dataflow_v1beta3 import TemplateMetadata
+from google.cloud.dataflow_v1beta3 import ContainerSpec, TemplateMetadata
 from google.protobuf import json_format
 
 from tests.conftest import ROOT, SAMPLES
@@ -495,19 +495,44 @@ def test_the_deploy_guide_runs_each_template_with_its_own_parameters():
             pairs = value.removeprefix("^~^").split("~") if value.startswith("^~^") else value.split(",")
             given.update(pair.split("=", 1)[0] for pair in pairs)
         declared = set(parameters(kind))
-        assert given - {"sdk_container_image"} <= declared, f"{kind}: not parameters {given - declared}"
-        assert "sdk_container_image" in given, "the workers need the template's image"
+        assert given <= declared, f"{kind}: not parameters {given - declared}"
+        # The workers' image comes from the template file's default environment (templates/spec.py).
+        assert "sdk_container_image" not in given
         assert REQUIRED[kind] <= given, f"{kind}: missing {REQUIRED[kind] - given}"
         if ONE_OF[kind]:
             assert len(given & set(ONE_OF[kind])) == 1
     assert kinds_run == set(KINDS)
 
 
-def test_the_deploy_guide_builds_both_templates_from_their_metadata():
+def test_the_deploy_guide_writes_both_template_files_with_spec_py():
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-    for kind, path in METADATA.items():
-        assert re.search(rf"flex-template build gs://\S+/woopra-{kind}\.json \\\n.*--metadata-file "
-                         rf"{re.escape(str(path.relative_to(ROOT)))}", text), kind
+    assert "for KIND in streaming batch; do" in text
+    assert 'python3 templates/spec.py $KIND "$IMAGE" > /tmp/woopra-$KIND.json' in text
+    assert "gcloud storage cp /tmp/woopra-$KIND.json gs://$BUCKET/templates/woopra-$KIND.json" in text
+
+
+def spec_module() -> ModuleType:
+    """templates/spec.py as a module."""
+    spec = importlib.util.spec_from_file_location("flex_template_spec", TEMPLATES / "spec.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_template_file_names_the_workers_image_in_its_default_environment(kind, tmp_path):
+    image = "europe-docker.pkg.dev/p/r/woopra:20261207"
+    done = subprocess.run([sys.executable, str(TEMPLATES / "spec.py"), kind, image], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    spec = json_format.Parse(done.stdout, ContainerSpec.pb(ContainerSpec()), ignore_unknown_fields=False)
+    assert spec.image == image
+    assert spec.default_environment.sdk_container_image == image  # no sdk_container_image at each run
+    assert "disable_always_on_exception_sampling" in spec.default_environment.additional_experiments
+    assert spec.default_environment.enable_streaming_engine is (kind == "streaming")
+    assert json_format.MessageToDict(spec.metadata) == json_format.MessageToDict(metadata(kind))
+    assert spec_module().EXCEPTION_SAMPLING_OFF == "disable_always_on_exception_sampling"
 
 
 def test_cloud_build_builds_the_dockerfile_from_the_repository_root():
