@@ -542,3 +542,16 @@ def test_cloud_build_builds_the_dockerfile_from_the_repository_root():
     assert args[0] == "build" and args[-1] == "."
     assert args[args.index("--file") + 1] == "templates/Dockerfile"
     assert args[args.index("--tag") + 1] == "${_IMAGE}" and build["images"] == ["${_IMAGE}"]
+
+
+def test_the_deploy_guide_says_how_to_stop_update_and_reach_woopra():
+    """Documented only (no Dataflow project in CI): drain, what cancel costs, update limits, egress."""
+    text = " ".join((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    assert "Stop a streaming job with drain; never cancel it." in text
+    assert "gcloud dataflow jobs drain $JOB_ID" in text
+    assert "not redelivered to the next job" in text and "are redelivered to the next job" not in text
+    assert "cannot be made by `--update`" in text
+    for change in ("switching `dead_letter` between a Pub/Sub topic and a `gs://` folder",
+                   "adding or removing `dry_run_output`"):
+        assert change in text
+    assert "Cloud NAT" in text and "public IP" in text
