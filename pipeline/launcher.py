@@ -25,10 +25,12 @@ from pipeline.graph import build_pipeline
 from pipeline.options import (
     JobSettings,
     OptionsError,
+    apply_dataflow_defaults,
     check_dataflow_outputs,
     check_pubsub_access,
     check_runner,
     check_runner_config_flags,
+    check_unknown_flags,
     expand_input,
     expand_runner_config,
     help_parser,
@@ -57,10 +59,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
     built, so that it is one line instead of a traceback from inside Beam.
     """
     command_line = take_dry_run(normalize_streaming(argv))
-    unknown = unknown_flags(command_line)
-    if unknown:
-        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise OptionsError(f"unknown option {unknown[0]}{more}; python -m pipeline --help lists the options")
+    check_unknown_flags(unknown_flags(command_line))
     config_path = runner_config_path(command_line)
     if config_path:
         check_runner_config_flags(config_path)
@@ -74,6 +73,7 @@ def parse_command_line(argv: Sequence[str]) -> tuple[PipelineOptions, JobSetting
         job = dataclasses.replace(job, source=expand_input(job.source))
     check_pubsub_access(options, job)
     check_dataflow_outputs(options, job)
+    apply_dataflow_defaults(options, job)
     return options, job
 
 
@@ -143,14 +143,20 @@ def report_submitted(result: PipelineResult, options: PipelineOptions, job: JobS
     """Dataflow: print the job's id and console page, and return without waiting.
 
     A Flex Template launcher that waits for its job fails ("Timeout in polling result file"), and
-    a batch backfill may run for hours: the counts are the job's counters in the console.
+    a batch backfill may run for hours: the counts are the job's counters in the console. A Flex
+    Template launch passes ``--template_location``: Beam then writes the job there, for Dataflow to
+    start, and its result has no job (docs/deploy.md, "What is tested").
     """
     kind = "streaming" if job.streaming else "batch"
-    job_id = result.job_id() if hasattr(result, "job_id") else None
+    cloud = options.view_as(GoogleCloudOptions)
+    if cloud.template_location:
+        print(f"{kind} job for Dataflow written to {cloud.template_location} for Dataflow to start "
+              f"(template launch); run {job.run_id}")
+        return 0
+    job_id = result.job_id() if getattr(result, "has_job", False) else None  # type: ignore[attr-defined]
     if not job_id:  # Beam's --dry_run: the job was built, not submitted
         print(f"{kind} job for Dataflow built but not submitted (dry run); run {job.run_id}")
         return 0
-    cloud = options.view_as(GoogleCloudOptions)
     print(f"{kind} job submitted to Dataflow: {job_id} (run {job.run_id})")
     print(f"console: https://console.cloud.google.com/dataflow/jobs/{cloud.region}/{job_id}?project={cloud.project}")
     return 0

@@ -155,10 +155,12 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--rate_limiter_domain", "DOMAIN", "Envoy Rate Limit Service domain (descriptor woopra_project=P).",
              "woopra"),
         Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit, each an equal share. Default: "
-                                       "the local runner's process count, or --max_num_workers/--num_workers "
-                                       "on Dataflow.", number=Number(int, 1, 100_000)),
+                                       "the local runner's process count; on Dataflow --num_workers × vCPUs of "
+                                       "the fixed pool Dataflow needs without --rate_limiter_address.",
+             number=Number(int, 1, 100_000)),
         Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
-                                   "worker itself.", "on"),
+                                   "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
+                                   "already uses every core)."),
     )),
     ("Outputs", "", (
         Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
@@ -173,8 +175,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
     )),
     ("Operator", "", (
         Flag("--runner_config", "FILE", "YAML file of option defaults (see runner_configs/); command-line flags win."),
-        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs; DEBUG shows other "
-                            f"libraries' (Beam's) too.", "INFO"),
+        Flag("--log_level", "LEVEL", f"{', '.join(LOG_LEVELS)}: the job's own logs, on Dataflow's workers too; "
+                            f"DEBUG shows other libraries' (Beam's) at INFO or above.", "INFO"),
         Flag("--progress_interval_seconds", "SECONDS", "Local runners: log a one-line progress report this often "
                                             "(batch: with the share of input read and an ETA).", "60",
              number=Number(float, 1, 86_400)),
@@ -315,12 +317,51 @@ def expand_runner_config(argv: Sequence[str]) -> list[str]:
 
 
 def check_runner_config_flags(path: str) -> None:
-    """Refuse a runner config key that is no option, naming the file and its line."""
+    """Refuse a runner config key that looks like a typo of the job's own options, naming the file and
+    its line; warn of other unknown keys, which go to the runner as they are (check_unknown_flags)."""
     for entry in runner_config_entries(path):
-        unknown = unknown_flags(normalize_streaming(take_dry_run(list(entry.flags))))
-        if unknown:
-            raise OptionsError(f"--runner_config {path}, line {entry.line}: unknown option "
-                               f"'{unknown[0].removeprefix('--')}' (see python -m pipeline --help)")
+        for flag in unknown_flags(normalize_streaming(take_dry_run(list(entry.flags)))):
+            meant = job_option_meant(flag)
+            if meant:
+                raise OptionsError(f"--runner_config {path}, line {entry.line}: unknown option "
+                                   f"'{flag.removeprefix('--')}', did you mean '{meant.removeprefix('--')}'? "
+                                   "(see python -m pipeline --help)")
+            log.warning("--runner_config %s, line %d: %s is not an option of this job or of Beam; it is passed on "
+                        "to the runner as it is", path, entry.line, flag)
+
+
+def job_option_meant(flag: str) -> str | None:
+    """The job's own option that an unknown ``flag`` looks like a typo of, if any.
+
+    A dashed spelling (``--max-in-flight``), an abbreviation (``--max_in``) or a near miss
+    (``--max_in_flght``) of one of the job's options; None for anything else.
+    """
+    name = flag.removeprefix("--").replace("-", "_")
+    if not name:
+        return None
+    if name in FLAGS:
+        return FLAGS[name].name
+    abbreviated = [key for key in FLAGS if key.startswith(name)]
+    if abbreviated:
+        return FLAGS[abbreviated[0]].name
+    close = difflib.get_close_matches(name, list(FLAGS), n=1, cutoff=0.8)
+    return FLAGS[close[0]].name if close else None
+
+
+def check_unknown_flags(unknown: Sequence[str]) -> None:
+    """Refuse the first unknown flag that looks like a typo of the job's own options; warn of the others.
+
+    Beam passes options it does not know on to the runner, with a warning (Dataflow's launcher
+    adds some, e.g. ``--launcher_machine_type``): so does the job, except for what is most likely
+    a mistyped option of its own, which would otherwise be silently left at its default.
+    """
+    for flag in unknown:
+        meant = job_option_meant(flag)
+        if meant:
+            raise OptionsError(f"unknown option {flag}, did you mean {meant}? python -m pipeline --help lists "
+                               "the options")
+    for flag in unknown:
+        log.warning("%s is not an option of this job or of Beam; it is passed on to the runner as it is", flag)
 
 
 def take_dry_run(argv: Sequence[str]) -> list[str]:
@@ -602,15 +643,17 @@ def _consent_policy(opts: WoopraOptions, config: IntegrationConfig) -> ConsentPo
 
 def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: str) -> DeliverySettings:
     """How each worker process sends: its share of the job's rate, concurrency, retries."""
-    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
-                 else worker_processes(options))
     address = opts.rate_limiter_address or None
     if address and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
         raise OptionsError(f"--rate_limiter_address must be host:port, got {address!r}")
+    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
+                 else worker_processes(options))
+    if is_dataflow(options) and not address:
+        check_dataflow_rate_limit_holds(options, processes)
     return DeliverySettings(
         rate_limit=number_option(opts, "rate_limit") / processes,
         spread_over_workers=processes > 1 or is_dataflow(options),
-        separate_process=_on_off("delivery_process", opts.delivery_process),
+        separate_process=_on_off("delivery_process", opts.delivery_process or default_delivery_process(options)),
         rate_limiter_address=address,
         rate_limiter_domain=opts.rate_limiter_domain or "woopra",
         project=project,
@@ -621,6 +664,16 @@ def _delivery_settings(opts: WoopraOptions, options: PipelineOptions, project: s
             max_retry_seconds=number_option(opts, "max_retry_seconds"),
         ),
     )
+
+
+def default_delivery_process(options: PipelineOptions) -> str:
+    """``--delivery_process`` when not given: off on Dataflow, on elsewhere.
+
+    The child process gives HTTP a core of its own on a machine where one SDK process leaves a
+    core idle (measured on 2 cores, BENCHMARKS.md benchmark 1). Dataflow runs one SDK process per
+    vCPU, so a child would share its parent's core; no measurement on Dataflow says it helps.
+    """
+    return "off" if is_dataflow(options) else "on"
 
 
 def _dead_letter_path(dead_letter: str, streaming: bool) -> str:
@@ -779,9 +832,10 @@ def worker_processes(options: PipelineOptions) -> int:
     """How many worker processes share the job's rate limit, each with its own token bucket.
 
     The DirectRunner's multi-processing mode runs ``direct_num_workers`` processes. Dataflow runs
-    one SDK process per vCPU of each worker (Runner v2), so it is the workers the job may have
-    (``--max_num_workers``, else ``--num_workers``) times the vCPUs of ``--machine_type``. For one
-    exact global limit, use an Envoy Rate Limit Service (``--rate_limiter_address``).
+    one SDK process per vCPU of each worker (Runner v2), so it is the workers (``--num_workers`` of
+    a fixed pool; else ``--max_num_workers``, else ``--num_workers``) times the vCPUs of
+    ``--machine_type``. For one exact global limit, use an Envoy Rate Limit Service
+    (``--rate_limiter_address``).
     """
     from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
 
@@ -791,9 +845,37 @@ def worker_processes(options: PipelineOptions) -> int:
     if is_dataflow(options):
         workers = options.view_as(WorkerOptions)
         streaming = bool(options.view_as(StandardOptions).streaming)
-        return max(1, int(workers.max_num_workers or workers.num_workers or 1)) * vcpus_per_worker(
-            workers.machine_type, streaming)
+        count = workers.num_workers if fixed_worker_pool(options) else workers.max_num_workers or workers.num_workers
+        return max(1, int(count or 1)) * vcpus_per_worker(workers.machine_type, streaming)
     return 1
+
+
+def fixed_worker_pool(options: PipelineOptions) -> bool:
+    """True when Dataflow runs exactly ``--num_workers`` workers: autoscaling off (``--autoscaling_algorithm=NONE``)."""
+    from apache_beam.options.pipeline_options import WorkerOptions
+
+    workers = options.view_as(WorkerOptions)
+    return str(workers.autoscaling_algorithm or "").upper() == "NONE" and bool(workers.num_workers)
+
+
+DATAFLOW_RATE_LIMIT_RULE = ("--rate_limit on Dataflow needs a fixed worker pool (--autoscaling_algorithm=NONE "
+                            "--num_workers=N) or the shared limiter (--rate_limiter_address): the autoscaler "
+                            "would change how many processes share the limit (docs/delivery.md#on-dataflow)")
+
+
+def check_dataflow_rate_limit_holds(options: PipelineOptions, processes: int) -> None:
+    """Refuse a Dataflow launch whose per-process shares could add up to more than ``--rate_limit``.
+
+    Each process gets a fixed share, computed here, at launch; only a fixed pool keeps the number
+    of processes what the shares assume (docs/delivery.md, On Dataflow).
+    """
+    if not fixed_worker_pool(options):
+        raise OptionsError(DATAFLOW_RATE_LIMIT_RULE)
+    pool = worker_processes(options)
+    if processes < pool:
+        raise OptionsError(f"--rate_limit_processes {processes} is fewer than the job's {pool} worker processes "
+                           "(--num_workers × the vCPUs of --machine_type): they would send more than --rate_limit; "
+                           "leave it out on Dataflow")
 
 
 # Dataflow's default machine types: n1-standard-1 for batch, n1-standard-2 for streaming.
@@ -812,6 +894,34 @@ def vcpus_per_worker(machine_type: str | None, streaming: bool) -> int:
 def is_dataflow(options: PipelineOptions) -> bool:
     """True when the job runs on Dataflow: the launcher then submits it and returns."""
     return "Dataflow" in str(options.view_as(StandardOptions).runner or "")
+
+
+# Dataflow's page "Use data sampling to observe pipeline data": exception sampling is on by default
+# and writes the failing element (here an event: emails, IPs) to --temp_location; this turns it off.
+EXCEPTION_SAMPLING_OFF = "disable_always_on_exception_sampling"
+EXCEPTION_SAMPLING_ON = "enable_always_on_exception_sampling"  # a user's explicit choice, kept
+
+
+def apply_dataflow_defaults(options: PipelineOptions, job: JobSettings) -> None:
+    """On Dataflow: no exception sampling of events, and the workers' logs at ``--log_level``.
+
+    The workers' loggers follow ``--default_sdk_harness_log_level`` (and per-logger
+    ``--sdk_harness_log_level_overrides``), not the launcher's: the job's own loggers get
+    ``--log_level``, the rest INFO at most, since Beam's DEBUG lines print whole elements.
+    Options given on the command line are kept.
+    """
+    from apache_beam.options.pipeline_options import DebugOptions, WorkerOptions
+
+    if not is_dataflow(options):
+        return
+    debug = options.view_as(DebugOptions)
+    if EXCEPTION_SAMPLING_ON not in (debug.experiments or []):
+        debug.add_experiment(EXCEPTION_SAMPLING_OFF)
+    workers = options.view_as(WorkerOptions)
+    if workers.default_sdk_harness_log_level is None:
+        workers.default_sdk_harness_log_level = "INFO" if job.log_level == "DEBUG" else job.log_level
+    own_loggers = {"pipeline": job.log_level, "transforms": job.log_level}
+    workers.sdk_harness_log_level_overrides = own_loggers | (workers.sdk_harness_log_level_overrides or {})
 
 
 def check_dataflow_outputs(options: PipelineOptions, job: JobSettings) -> None:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 PUBSUB_SOURCES = ("--input_subscription", "--input_topic")
 WORKER_IMAGE_FLAGS = ("--sdk_container_image", "--worker_harness_container_image")
-MISSING_WORKER_IMAGE = ("error: pass this template's image as the workers' image: --parameters "
-                        "sdk_container_image=IMAGE (docs/deploy.md); without it the workers cannot import the job")
+MISSING_WORKER_IMAGE = ("error: pass this template's image as the workers' image: write the template file with "
+                        "templates/spec.py, or --parameters sdk_container_image=IMAGE (docs/deploy.md, step 5); "
+                        "without it the workers cannot import the job")
 
 
 def _given(argv: Sequence[str], names: Sequence[str]) -> bool:

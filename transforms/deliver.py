@@ -18,7 +18,7 @@ import collections
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -169,6 +169,28 @@ class _WouldSendFn(beam.DoFn):
         yield request
 
 
+class SendOutcomes(NamedTuple):
+    """The send step's outputs, as the graph reads them: ``delivered`` and ``dead_letters``."""
+
+    delivered: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+def checkpoint_outcomes(outcomes: beam.pvalue.DoOutputsTuple) -> SendOutcomes:
+    """Commit every outcome of Send before anything reads it (docs/delivery.md, On Dataflow).
+
+    Without it a runner fuses Send with what follows (the dead-letter publish or files) into one
+    work item: when that later write fails (a missing Pub/Sub publisher role),
+    the whole item is retried and its requests are sent again, without limit in streaming. A
+    reshuffle is a checkpoint on Dataflow: the steps after it retry from the committed outcomes.
+    Reshuffle keeps each element's timestamp and window.
+    """
+    return SendOutcomes(
+        delivered=outcomes.delivered | "CheckpointDelivered" >> beam.Reshuffle(),
+        dead_letters=outcomes[DEAD_LETTERS] | "CheckpointDeadLetters" >> beam.Reshuffle(),
+    )
+
+
 class DeliverToWoopra(beam.PTransform):
     """Send requests to Woopra; outputs ``delivered`` outcomes and ``dead_letters``.
 
@@ -191,7 +213,7 @@ class DeliverToWoopra(beam.PTransform):
         self.run_id = run_id
         self.ledger = ledger
 
-    def expand(self, requests: beam.PCollection):  # a DoOutputsTuple, which Beam takes for a wrong type hint
+    def expand(self, requests: beam.PCollection):  # DoOutputsTuple or SendOutcomes; not a hint Beam takes
         if not self.dry_run_path:
             if self.settings.spread_over_workers:
                 # Each worker process sends at its share of the job's rate (pipeline/options.py,
@@ -205,7 +227,10 @@ class DeliverToWoopra(beam.PTransform):
             # which Beam's hints cannot say: the types are given here.
             send = beam.ParDo(_DeliverFn(self.settings, self.ledger, self.run_id)).with_output_types(
                 DeliveryOutcome, dead_letters=DeadLetter)
-            return requests | "Send" >> send.with_outputs(DEAD_LETTERS, main="delivered")
+            outcomes = requests | "Send" >> send.with_outputs(DEAD_LETTERS, main="delivered")
+            if self.settings.spread_over_workers:
+                return checkpoint_outcomes(outcomes)
+            return outcomes
         would_send = requests | "CountWouldSend" >> beam.ParDo(_WouldSendFn()).with_outputs(
             DEAD_LETTERS, main="delivered")
         _ = would_send.delivered | "WriteRequests" >> WriteJsonLines(

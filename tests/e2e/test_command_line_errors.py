@@ -164,8 +164,8 @@ def test_unknown_key_in_runner_config_names_the_file_and_line(tmp_path):
     runner_config = tmp_path / "local.yaml"
     runner_config.write_text("runner: FnApiRunner\n# the rate\nrate_limt: 100\n", encoding="utf-8")
     line = one_error_line(run_job(*dry_run_args(tmp_path), "--runner_config", str(runner_config)))
-    assert line == f"error: --runner_config {runner_config}, line 3: unknown option 'rate_limt' " \
-                   "(see python -m pipeline --help)"
+    assert line == f"error: --runner_config {runner_config}, line 3: unknown option 'rate_limt', " \
+                   "did you mean 'rate_limit'? (see python -m pipeline --help)"
 
 
 # ----- Pub/Sub without the emulator or credentials ------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, WorkerOptions
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.runners.portability.stager import Stager
 
@@ -28,7 +28,8 @@ from tests.conftest import ROOT, subprocess_env
 IMAGE = "europe-docker.pkg.dev/my-project/woopra/pipeline:1"
 DATAFLOW = ["--runner", "DataflowRunner", "--project", "my-project", "--region", "europe-west1",
             "--temp_location", "gs://my-bucket/tmp", "--no_auth", "--dry_run=true", "--sdk_location", "container",
-            "--sdk_container_image", IMAGE, "--woopra_project", "example.com"]
+            "--sdk_container_image", IMAGE, "--woopra_project", "example.com",
+            "--autoscaling_algorithm", "NONE", "--num_workers", "2"]  # a fixed pool: the rate shares hold
 BATCH = [*DATAFLOW, "--input", "gs://my-bucket/events/*.jsonl", "--dead_letter", "gs://my-bucket/dead/"]
 STREAMING = [*DATAFLOW, "--streaming", "--input_subscription", "projects/my-project/subscriptions/events",
              "--dead_letter", "projects/my-project/topics/dead-letters"]
@@ -92,6 +93,35 @@ def test_the_job_translates_for_dataflow_offline(argv, job_type):
     assert "use_multiple_sdk_containers" in experiments, experiments
 
 
+def transform_named(dataflow_job, name: str):  # type: ignore[no-untyped-def]
+    """The translated transform whose full name is ``name``."""
+    transforms = dataflow_job.proto_pipeline.components.transforms
+    (found,) = [transform for transform in transforms.values() if transform.unique_name == name]
+    return found
+
+
+@pytest.mark.parametrize("argv", [BATCH, STREAMING], ids=["batch", "streaming"])
+def test_the_outcomes_of_send_are_checkpointed_before_any_write(argv):
+    """A reshuffle right after Send: a failing dead-letter write retries from there, not from Send."""
+    _, dataflow_job = translated(argv)
+    send_outputs = set(transform_named(dataflow_job, "Deliver/Send").outputs.values())
+    assert len(send_outputs) == 2  # delivered and dead letters
+    checkpointed = set()
+    for name in ("Deliver/CheckpointDelivered", "Deliver/CheckpointDeadLetters"):
+        checkpoint = transform_named(dataflow_job, name)
+        assert set(checkpoint.inputs.values()) <= send_outputs, name
+        checkpointed |= set(checkpoint.inputs.values())
+        assert any("Reshuffle" in part.unique_name or "GroupByKey" in part.unique_name
+                   for part in dataflow_job.proto_pipeline.components.transforms.values()
+                   if part.unique_name.startswith(name + "/")), f"{name} is not a reshuffle"
+    assert checkpointed == send_outputs
+    # Nothing but the checkpoints reads what Send outputs.
+    readers = [transform.unique_name for transform in dataflow_job.proto_pipeline.components.transforms.values()
+               if set(transform.inputs.values()) & send_outputs and not transform.subtransforms]
+    assert readers and all(name.startswith(("Deliver/CheckpointDelivered/", "Deliver/CheckpointDeadLetters/"))
+                           for name in readers), readers
+
+
 def test_the_full_job_description_and_the_staged_package(tmp_path):
     """The description Dataflow would receive, and the package its workers would install."""
     argv = [*BATCH, "--setup_file", str(ROOT / "setup.py"), "--staging_location", str(tmp_path / "staging")]
@@ -130,6 +160,8 @@ def test_the_launcher_returns_at_once_on_dataflow():
 
 def test_a_submitted_job_prints_its_id_and_console_page(capsys):
     class Submitted:
+        has_job = True
+
         def job_id(self) -> str:
             return "2026-12-01_01_02_03-123"
 
@@ -169,7 +201,101 @@ def test_vcpus_per_worker(machine_type, streaming, vcpus):
 
 def test_the_rate_is_shared_by_every_sdk_process_on_dataflow():
     """Dataflow runs one SDK process per vCPU: 3 workers of 4 vCPUs share --rate_limit 120 as 12 x 10/s."""
-    options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--max_num_workers", "3",
+    options, job = parse_command_line([*BATCH, "--rate_limit", "120", "--num_workers", "3",
                                        "--machine_type", "n2-standard-4"])
     assert job.delivery.rate_limit == 10
     assert os.environ.get("NO_GCE_CHECK") == "true"
+
+
+def without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` less each of ``flags`` and its value."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            rest.append(arg)
+    return rest
+
+
+AUTOSCALED = without(BATCH, "--autoscaling_algorithm", "--num_workers")
+
+
+@pytest.mark.parametrize("extra", [
+    [],  # a batch run without --max_num_workers: the autoscaler picks the count
+    ["--max_num_workers", "4"],  # update-options --max-num-workers can raise it after launch
+    ["--autoscaling_algorithm", "THROUGHPUT_BASED", "--num_workers", "2", "--max_num_workers", "2"],
+    ["--autoscaling_algorithm", "NONE"],  # no --num_workers: the count is Dataflow's choice
+], ids=["no-sizing", "max-only", "autoscaling", "none-without-count"])
+def test_dataflow_refuses_a_rate_limit_the_autoscaler_could_break(extra):
+    with pytest.raises(OptionsError) as info:
+        parse_command_line([*AUTOSCALED, *extra])
+    assert str(info.value).startswith("--rate_limit on Dataflow needs a fixed worker pool (--autoscaling_algorithm=NONE"
+                                      " --num_workers=N) or the shared limiter (--rate_limiter_address)")
+    assert "\n" not in str(info.value)
+
+
+def test_the_shared_limiter_keeps_the_limit_whatever_the_autoscaler_does():
+    _, job = parse_command_line([*AUTOSCALED, "--max_num_workers", "10", "--rate_limiter_address", "10.0.0.5:8081"])
+    assert job.delivery.rate_limiter_address == "10.0.0.5:8081"
+
+
+def test_a_fixed_pool_shares_the_limit_by_its_processes():
+    # 4 workers of 2 vCPUs: 8 processes of 12.5 requests/s; --max_num_workers means nothing without autoscaling.
+    _, job = parse_command_line([*without(BATCH, "--num_workers"), "--num_workers", "4", "--max_num_workers", "40",
+                                 "--machine_type", "n2-standard-2", "--rate_limit", "100"])
+    assert job.delivery.rate_limit == 12.5
+
+
+def test_fewer_rate_limit_processes_than_the_pool_are_refused_on_dataflow():
+    with pytest.raises(OptionsError, match="--rate_limit_processes 2 is fewer than the job's 4 worker processes"):
+        parse_command_line([*BATCH, "--machine_type", "n2-standard-2", "--rate_limit_processes", "2"])
+    _, job = parse_command_line([*BATCH, "--machine_type", "n2-standard-2", "--rate_limit_processes", "8",
+                                 "--rate_limit", "80"])
+    assert job.delivery.rate_limit == 10  # more processes than run: the job sends less, never more
+
+
+def test_exception_sampling_is_off_on_dataflow():
+    """Dataflow samples a failing element (an event: emails, IPs) to temp_location unless told not to."""
+    for argv in (BATCH, STREAMING):
+        options, dataflow_job = translated(argv)
+        experiments = set(description(options, dataflow_job)["environment"]["experiments"])
+        assert "disable_always_on_exception_sampling" in experiments
+    options, _ = parse_command_line([*BATCH, "--experiments=enable_always_on_exception_sampling"])
+    assert "disable_always_on_exception_sampling" not in options.view_as(DebugOptions).experiments
+
+
+def test_exception_sampling_is_not_touched_elsewhere():
+    options, _ = parse_command_line(["--input", str(ROOT / "samples" / "events.jsonl"), "--woopra_project", "x"])
+    assert "disable_always_on_exception_sampling" not in (options.view_as(DebugOptions).experiments or [])
+
+
+@pytest.mark.parametrize("log_level, workers_default", [
+    ("WARNING", "WARNING"), ("ERROR", "ERROR"), ("INFO", "INFO"),
+    ("DEBUG", "INFO"),  # Beam's own DEBUG lines print whole elements: never on a worker
+])
+def test_log_level_sets_the_workers_loggers_too(log_level, workers_default):
+    options, dataflow_job = translated([*BATCH, "--log_level", log_level])
+    sent = description(options, dataflow_job)["environment"]["sdkPipelineOptions"]["options"]
+    assert sent["default_sdk_harness_log_level"] == workers_default
+    assert sent["sdk_harness_log_level_overrides"] == {"pipeline": log_level, "transforms": log_level}
+
+
+def test_given_worker_log_levels_are_kept():
+    options, _ = parse_command_line([*BATCH, "--default_sdk_harness_log_level", "ERROR",
+                                     "--sdk_harness_log_level_overrides", '{"transforms": "ERROR"}'])
+    workers = options.view_as(WorkerOptions)
+    assert workers.default_sdk_harness_log_level == "ERROR"
+    assert workers.sdk_harness_log_level_overrides == {"pipeline": "INFO", "transforms": "ERROR"}
+
+
+def test_the_delivery_process_is_off_by_default_on_dataflow():
+    """One SDK process per vCPU: a child process would share its parent's core (docs/delivery.md)."""
+    _, job = parse_command_line(BATCH)
+    assert job.delivery.separate_process is False
+    _, job = parse_command_line([*BATCH, "--delivery_process", "on"])
+    assert job.delivery.separate_process is True
+    _, local = parse_command_line(["--input", str(ROOT / "samples" / "events.jsonl"), "--woopra_project", "x"])
+    assert local.delivery.separate_process is True

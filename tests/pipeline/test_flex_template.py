@@ -24,7 +24,7 @@ from types import ModuleType
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-from google.cloud.dataflow_v1beta3 import TemplateMetadata
+from google.cloud.dataflow_v1beta3 import ContainerSpec, TemplateMetadata
 from google.protobuf import json_format
 
 from tests.conftest import ROOT, SAMPLES
@@ -175,13 +175,25 @@ def test_the_strict_parse_rejects_a_bad_param_type():
         parse_metadata(json.dumps(document))
 
 
-def test_the_streaming_template_is_exactly_once():
-    # At-least-once mode may process a message twice: Woopra would receive the request twice.
+def test_the_streaming_template_declares_both_modes_and_defaults_to_exactly_once():
+    # Dataflow accepts a default streaming mode only when both modes are declared. Exactly-once is
+    # the default because it sends Woopra fewer duplicates, not none (docs/deploy.md, step 6).
     streaming = metadata("streaming")
     assert streaming.streaming is True
     assert streaming.supports_exactly_once is True
+    assert streaming.supports_at_least_once is True
     assert streaming.default_streaming_mode == "EXACTLY_ONCE"
-    assert streaming.supports_at_least_once is False
+    assert "not none" in streaming.description
+
+
+def test_no_document_promises_no_duplicates():
+    """Exactly-once mode dedups what stays in the pipeline; a request sent by a retried step may go out twice."""
+    files = [ROOT / "docs" / "deploy.md", TEMPLATES / "README.md", METADATA["streaming"],
+             ROOT / "runner_configs" / "dataflow_streaming.yaml"]
+    for path in files:
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert "fewer duplicate" in text, f"{path.name} must say exactly-once mode means fewer duplicates"
+        assert "would send Woopra duplicates" not in text and "would receive the request twice" not in text, path
 
 
 def test_the_batch_template_has_no_streaming_mode():
@@ -250,6 +262,59 @@ def test_the_template_entry_point_runs_the_jobs_launcher(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (refused.returncode, refused.stdout) == (2, "")
     assert refused.stderr.startswith("error: pass this template's image as the workers' image")
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """No credentials, and any request to a remote host goes to a refusing proxy on loopback."""
+    env = {name: value for name, value in os.environ.items() if name != "GOOGLE_APPLICATION_CREDENTIALS"}
+    refused = "http://127.0.0.1:9"
+    env.update(HTTPS_PROXY=refused, HTTP_PROXY=refused, https_proxy=refused, http_proxy=refused, grpc_proxy=refused,
+               NO_PROXY="127.0.0.1,localhost", NO_GCE_CHECK="true", CLOUDSDK_CONFIG=str(home), HOME=str(home))
+    return env
+
+
+def launch_as_dataflow_does(tmp_path: Path, parameters: list[str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run templates/main.py as Dataflow's Flex Template launcher does, offline: (the run, the job object).
+
+    The launcher passes the template's parameters, its own options and ``--template_location``,
+    where Beam writes the job for Dataflow to start. Here staging and temp are local folders: a
+    Dataflow endpoint on localhost is Beam's own way of saying "not the service", so Beam accepts
+    local folders and looks up no bucket; ``--no_auth`` uses no credentials; a submission would go
+    to a port that refuses it.
+    """
+    staging, temp, home = tmp_path / "staging", tmp_path / "temp", tmp_path / "home"
+    job_object = staging / "template_launches" / "2026-12-07_launch" / "job_object"
+    for folder in (job_object.parent, temp, home):
+        folder.mkdir(parents=True)
+    launcher_flags = ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west1",
+                      f"--staging_location={staging}", f"--temp_location={temp}", f"--template_location={job_object}",
+                      "--no_auth", "--dataflow_endpoint=http://localhost:9", "--sdk_location=container",
+                      "--num_workers=2", "--autoscaling_algorithm=NONE"]
+    done = subprocess.run([sys.executable, str(TEMPLATES / "main.py"), *parameters, *launcher_flags],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180, env=offline_env(home))
+    return done, job_object
+
+
+LAUNCHES = {
+    "batch": ["--input=gs://my-bucket/events/*.jsonl", "--dead_letter=gs://my-bucket/dead/"],
+    "streaming": ["--input_subscription=projects/my-project/subscriptions/events",
+                  "--dead_letter=projects/my-project/topics/dead-letters"],
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_template_launch_writes_the_job_object_and_exits_0(tmp_path, kind):
+    done, job_object = launch_as_dataflow_does(
+        tmp_path, ["--sdk_container_image=europe-docker.pkg.dev/p/r/woopra:1", "--woopra_project=example.com",
+                   *LAUNCHES[kind]])
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{kind} job for Dataflow written to {job_object}" in done.stdout
+    assert "submitted to Dataflow" not in done.stdout  # nothing was submitted: no job id
+    written = json.loads(job_object.read_text(encoding="utf-8"))
+    assert written["type"] == f"JOB_TYPE_{kind.upper()}"
+    assert written["environment"]["sdkPipelineOptions"]["options"]["woopra_project"] == "example.com"
+    assert (tmp_path / "staging" / "pipeline.pb").exists()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -430,19 +495,44 @@ def test_the_deploy_guide_runs_each_template_with_its_own_parameters():
             pairs = value.removeprefix("^~^").split("~") if value.startswith("^~^") else value.split(",")
             given.update(pair.split("=", 1)[0] for pair in pairs)
         declared = set(parameters(kind))
-        assert given - {"sdk_container_image"} <= declared, f"{kind}: not parameters {given - declared}"
-        assert "sdk_container_image" in given, "the workers need the template's image"
+        assert given <= declared, f"{kind}: not parameters {given - declared}"
+        # The workers' image comes from the template file's default environment (templates/spec.py).
+        assert "sdk_container_image" not in given
         assert REQUIRED[kind] <= given, f"{kind}: missing {REQUIRED[kind] - given}"
         if ONE_OF[kind]:
             assert len(given & set(ONE_OF[kind])) == 1
     assert kinds_run == set(KINDS)
 
 
-def test_the_deploy_guide_builds_both_templates_from_their_metadata():
+def test_the_deploy_guide_writes_both_template_files_with_spec_py():
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
-    for kind, path in METADATA.items():
-        assert re.search(rf"flex-template build gs://\S+/woopra-{kind}\.json \\\n.*--metadata-file "
-                         rf"{re.escape(str(path.relative_to(ROOT)))}", text), kind
+    assert "for KIND in streaming batch; do" in text
+    assert 'python3 templates/spec.py $KIND "$IMAGE" > /tmp/woopra-$KIND.json' in text
+    assert "gcloud storage cp /tmp/woopra-$KIND.json gs://$BUCKET/templates/woopra-$KIND.json" in text
+
+
+def spec_module() -> ModuleType:
+    """templates/spec.py as a module."""
+    spec = importlib.util.spec_from_file_location("flex_template_spec", TEMPLATES / "spec.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_template_file_names_the_workers_image_in_its_default_environment(kind, tmp_path):
+    image = "europe-docker.pkg.dev/p/r/woopra:20261207"
+    done = subprocess.run([sys.executable, str(TEMPLATES / "spec.py"), kind, image], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    spec = json_format.Parse(done.stdout, ContainerSpec.pb(ContainerSpec()), ignore_unknown_fields=False)
+    assert spec.image == image
+    assert spec.default_environment.sdk_container_image == image  # no sdk_container_image at each run
+    assert "disable_always_on_exception_sampling" in spec.default_environment.additional_experiments
+    assert spec.default_environment.enable_streaming_engine is (kind == "streaming")
+    assert json_format.MessageToDict(spec.metadata) == json_format.MessageToDict(metadata(kind))
+    assert spec_module().EXCEPTION_SAMPLING_OFF == "disable_always_on_exception_sampling"
 
 
 def test_cloud_build_builds_the_dockerfile_from_the_repository_root():
@@ -452,3 +542,16 @@ def test_cloud_build_builds_the_dockerfile_from_the_repository_root():
     assert args[0] == "build" and args[-1] == "."
     assert args[args.index("--file") + 1] == "templates/Dockerfile"
     assert args[args.index("--tag") + 1] == "${_IMAGE}" and build["images"] == ["${_IMAGE}"]
+
+
+def test_the_deploy_guide_says_how_to_stop_update_and_reach_woopra():
+    """Documented only (no Dataflow project in CI): drain, what cancel costs, update limits, egress."""
+    text = " ".join((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    assert "Stop a streaming job with drain; never cancel it." in text
+    assert "gcloud dataflow jobs drain $JOB_ID" in text
+    assert "not redelivered to the next job" in text and "are redelivered to the next job" not in text
+    assert "cannot be made by `--update`" in text
+    for change in ("switching `dead_letter` between a Pub/Sub topic and a `gs://` folder",
+                   "adding or removing `dry_run_output`"):
+        assert change in text
+    assert "Cloud NAT" in text and "public IP" in text

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from pipeline.config import ConfigError
+from pipeline.launcher import parse_command_line
 from pipeline.options import (
     OptionsError,
     WoopraOptions,
@@ -20,6 +23,7 @@ from pipeline.options import (
     unknown_flags,
     validate_endpoint,
 )
+from tests.conftest import ROOT
 from transforms.rules.woopra_mapping import PRESET_EVENTS
 
 BASE = ["--input", "events/*.jsonl", "--woopra_project", "mywebsite.com"]
@@ -314,7 +318,7 @@ def test_rate_limit_is_shared_across_worker_processes():
                                               "multi_processing", "--direct_num_workers", "4"]))
     assert local.delivery.rate_limit == 25
     dataflow = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--runner", "DataflowRunner",
-                                                 "--max_num_workers", "5"]))
+                                                 "--num_workers", "5", "--autoscaling_algorithm", "NONE"]))
     assert dataflow.delivery.rate_limit == 20
     explicit = resolve_settings(PipelineOptions([*BASE, "--rate_limit", "100", "--rate_limit_processes", "8"]))
     assert explicit.delivery.rate_limit == 12.5
@@ -591,3 +595,36 @@ def test_identity_join_auto_goes_through_the_shuffle_on_distributed_runners():
     assert settings_for(*BASE, "--runner", "FnApiRunner").identity_join == "side_input"
     assert settings_for(*BASE, "--runner", "PortableRunner").identity_join == "shuffle"
     assert settings_for(*BASE, "--runner", "FnApiRunner", "--identity_join", "shuffle").identity_join == "shuffle"
+
+
+@pytest.mark.parametrize("flag, meant", [
+    ("--max_in_flght", "--max_in_flight"), ("--max-in-flight", "--max_in_flight"), ("--max_in", "--max_in_flight"),
+    ("--woopra_projet", "--woopra_project"), ("--ratelimit", "--rate_limit"), ("--deadletter", "--dead_letter"),
+])
+def test_a_typo_of_the_jobs_own_option_is_refused(flag, meant):
+    with pytest.raises(OptionsError) as info:
+        parse_command_line([*BASE, f"{flag}=3"])
+    assert str(info.value) == (f"unknown option {flag}, did you mean {meant}? "
+                               "python -m pipeline --help lists the options")
+
+
+def test_other_unknown_options_pass_through_with_a_warning(caplog):
+    """As Beam does: Dataflow's launcher adds options Beam does not declare, e.g. --launcher_machine_type."""
+    argv = ["--input", str(ROOT / "samples" / "events.jsonl"), "--woopra_project", "x",
+            "--launcher_machine_type=n1-standard-2", "--some_runner_option", "7"]
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        options, _ = parse_command_line(argv)
+    warned = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any(message.startswith("--launcher_machine_type is not an option of this job or of Beam; it is passed on")
+               for message in warned), warned
+    assert any(message.startswith("--some_runner_option") for message in warned), warned
+    passed_on = options.get_all_options(retain_unknown_options=True)
+    assert passed_on["launcher_machine_type"] == "n1-standard-2"
+
+
+def test_an_unknown_runner_config_key_that_is_no_typo_passes_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "job.yaml"
+    path.write_text("runner: FnApiRunner\nlauncher_machine_type: n1-standard-2\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        check_runner_config_flags(str(path))
+    assert any("line 2: --launcher_machine_type is not an option" in r.getMessage() for r in caplog.records)

@@ -61,6 +61,6 @@ def test_the_command_line_wins_over_a_runner_config_streaming_included():
     assert job.streaming
     options, job = parse_command_line(["--runner_config", str(ROOT / "runner_configs" / "dataflow_batch.yaml"),
                                        *DATAFLOW, "--dead_letter", "gs://my-bucket/dead/", *BATCH,
-                                       "--rate_limit", "40", "--max_num_workers", "5"])
+                                       "--rate_limit", "40", "--num_workers", "5"])
     # 5 workers of 2 vCPUs share 40 requests/s: 4 each.
     assert job.delivery.rate_limit == 4

@@ -9,6 +9,7 @@ import random
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -184,7 +185,9 @@ def test_map_to_woopra_builds_requests_and_dead_letters_too_large():
     assert counters(result) == {"dropped_unmapped": 1, "too_large": 1}
 
 
-def test_deliver_sends_every_request_and_dead_letters_rejections(standin):
+@pytest.mark.parametrize("spread_over_workers", [False, True], ids=["one-process", "checkpointed"])
+def test_deliver_sends_every_request_and_dead_letters_rejections(standin, spread_over_workers):
+    # checkpointed: as on Dataflow, the requests and the outcomes go through a shuffle (encoded).
     standin.set_rules([
         Rule(match={"ce_order_id": "bad"}, statuses=[400], body='{"error":"bad"}'),
         Rule(match={"ce_order_id": "flaky"}, statuses=[503, 200]),
@@ -193,7 +196,7 @@ def test_deliver_sends_every_request_and_dead_letters_rejections(standin):
     settings = WoopraSettings(project="p.example", endpoint=standin.url)
     ids = ["ok-1", "ok-2", "bad", "flaky", "queued"]
     events = [validate_event(event(anonymousId=i, properties={"order_id": i})) for i in ids]
-    delivery = DeliverySettings(rate_limit=1000, max_in_flight=4,
+    delivery = DeliverySettings(rate_limit=1000, max_in_flight=4, spread_over_workers=spread_over_workers,
                                 retry=RetryPolicy(max_attempts=3, backoff_initial=0.01))
     p = batch_pipeline()
     delivered = ((p | beam.Create(events) | EnrichIdentity()).events | MapToWoopra(settings)).requests \

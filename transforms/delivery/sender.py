@@ -71,6 +71,10 @@ class DeliveryOutcome:
     sent: SendResult
 
     def __getattr__(self, name: str) -> Any:
+        # Only for a field of ``sent``: while pickle rebuilds the object (a shuffle of outcomes),
+        # ``sent`` is not there yet and dunder look-ups must fail, not recurse.
+        if name == "sent" or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.sent, name)
 
     @property

@@ -22,8 +22,9 @@ class DeliverySettings:
     project: str = ""  # the Envoy descriptor's value
     # Send from a child process, on a core of its own (see transforms/delivery/process.py).
     separate_process: bool = True
-    # Batch with several worker processes (or on Dataflow): reshuffle the requests before sending,
-    # so that every process gets its share of them (transforms/deliver.py).
+    # Several worker processes (or Dataflow): reshuffle the requests before sending, so that every
+    # process gets its share of them, and the outcomes right after, so that a failing write after
+    # Send does not send again (transforms/deliver.py).
     spread_over_workers: bool = False
 
     def limiter(self) -> Limiter:
