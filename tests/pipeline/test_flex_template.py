@@ -136,13 +136,18 @@ def examples(help_text: str) -> list[str]:
     return re.findall(r"`([^`]*)`", tail) if sep else []
 
 
-def template_main() -> ModuleType:
-    """templates/main.py as a module (it is a file the launcher runs, not a package module)."""
-    spec = importlib.util.spec_from_file_location("flex_template_main", TEMPLATES / "main.py")
+def template_file(name: str) -> ModuleType:
+    """A file of templates/ as a module (files the launcher or a user runs, not package modules)."""
+    spec = importlib.util.spec_from_file_location(f"flex_template_{name}", TEMPLATES / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def template_main() -> ModuleType:
+    """templates/main.py as a module."""
+    return template_file("main")
 
 
 # ---- metadata: Dataflow's own message ------------------------------------------------------------
@@ -513,11 +518,7 @@ def test_the_deploy_guide_writes_both_template_files_with_spec_py():
 
 def spec_module() -> ModuleType:
     """templates/spec.py as a module."""
-    spec = importlib.util.spec_from_file_location("flex_template_spec", TEMPLATES / "spec.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return template_file("spec")
 
 
 @pytest.mark.parametrize("kind", KINDS)
