@@ -414,7 +414,7 @@ def _provenance_note(item: Provenance) -> str:
         where = {"cookie": "vendor_ids.woopra_cookie", "cv_id": "userId"}.get(item.name, "traits")
         return f"from this event ({where})"
     if item.source == "fallback":
-        return "fallback: derived from anonymousId (no cookie, email or user id known)"
+        return "derived from anonymousId (no Woopra cookie known)"
     origin = f"event {item.from_index}" if item.from_index else "an earlier event"
     return f"remembered from {origin} at {iso_time(item.at_ms)}" if item.at_ms is not None else "remembered"
 

@@ -188,7 +188,19 @@ def test_cookie_remembered_from_an_earlier_event_or_derived_as_fallback():
     (alone,) = trace(anonymous)
     cookie = next(v for v in alone.identity.values if v.name == "cookie")
     assert cookie.source == "fallback" and len(cookie.value) == 24
-    assert "fallback: derived from anonymousId" in debug.format_trace(alone, 1, SETTINGS, ConsentPolicy(), False)
+    assert "derived from anonymousId" in debug.format_trace(alone, 1, SETTINGS, ConsentPolicy(), False)
+
+
+def test_identified_calls_without_a_woopra_cookie_show_the_derived_cookie():
+    """Issue 21, item 1: the identify and the purchase carry the cookie the page view had."""
+    identify = {k: v for k, v in SEED_IDENTIFY.items() if k != "vendor_ids"}
+    order = {k: v for k, v in SEED_ORDER.items() if k != "vendor_ids"}
+    page = {"type": "page", "anonymousId": identify["anonymousId"], "timestamp": "2026-03-02T09:00:00Z",
+            "context": {"consent": {"analytics": True}, "page": {"url": "https://shop.example.com/"}}}
+    traces = trace(page, identify, order)
+    cookies = {dict(t.mapping.params)["cookie"] for t in traces}
+    assert len(cookies) == 1 and len(cookies.pop()) == 24
+    assert all(next(v for v in t.identity.values if v.name == "cookie").source == "fallback" for t in traces)
 
 
 def test_filtered_events_teach_nothing_and_outcomes_are_the_summary_keys():

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from transforms.rules.events import Event, validate_event
-from transforms.rules.identity import VisitorIdentity, enrich
+from transforms.rules.identity import VisitorIdentity, enrich, fallback_cookie
 from transforms.rules.woopra_mapping import (
     MAX_URL_BYTES,
     PRESET_EVENTS,
@@ -241,12 +241,19 @@ def test_ip_is_the_visitors_context_ip_and_omitted_when_unknown():
     assert "ip" not in params_of(no_ip)
 
 
-def test_no_cookie_param_when_visitor_has_email_but_no_cookie():
+def test_derived_cookie_beside_the_email_when_the_visitor_has_no_woopra_cookie():
     obj = track(context={"traits": {"email": "a@x.com"}})
     del obj["vendor_ids"]
     params = params_of(obj)
-    assert "cookie" not in params
+    assert params["cookie"] == fallback_cookie(obj["anonymousId"])  # ties the anonymous history to the email
     assert params["cv_email"] == "a@x.com"
+
+
+def test_no_cookie_param_for_a_user_id_only_call():
+    obj = track(userId="user-9")
+    del obj["vendor_ids"], obj["anonymousId"]
+    params = params_of(obj)
+    assert "cookie" not in params and params["cv_id"] == "user-9"
 
 
 def test_anonymous_visitor_without_cookie_gets_a_stable_fallback_cookie():

@@ -63,6 +63,11 @@ class Event:
         return self.original.get("event")
 
     @property
+    def anonymous_id(self) -> str | None:
+        """The call's ``anonymousId`` as text (numbers accepted), None when it has none."""
+        return _identifier(self.original.get("anonymousId"))
+
+    @property
     def own_traits(self) -> dict[str, Any]:
         """Traits carried by this event itself: ``traits`` (identify) and ``context.traits``."""
         traits: dict[str, Any] = {}
