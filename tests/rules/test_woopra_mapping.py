@@ -430,9 +430,10 @@ PAGE = {
 def test_page_fields_from_context_page():
     params = params_of(PAGE)
     assert params["event"] == "pv"
-    assert params["ce_url"] == "https://shop.example.com/checkout?step=2"
+    # As Woopra's tracker (docs/behaviour.md#woopra-mapping): url = path + query, uri = the full address.
+    assert params["ce_url"] == "/checkout?step=2"
     assert params["ce_title"] == "Checkout"
-    assert params["ce_uri"] == "/checkout"
+    assert params["ce_uri"] == "https://shop.example.com/checkout?step=2"
     assert params["ce_domain"] == "shop.example.com"
     assert params["referer"] == "https://www.google.com/"
     assert params["ce_category"] == "shop"
@@ -444,8 +445,8 @@ def test_page_fields_from_properties_only():
            "properties": {"url": "https://docs.example.org/a/b", "path": "/a/b", "title": "Docs",
                           "referrer": "https://ref.example/"}}
     params = params_of(obj)
-    assert params["ce_url"] == "https://docs.example.org/a/b"
-    assert params["ce_uri"] == "/a/b"
+    assert params["ce_url"] == "/a/b"
+    assert params["ce_uri"] == "https://docs.example.org/a/b"
     assert params["ce_title"] == "Docs"
     assert params["ce_domain"] == "docs.example.org"
     assert params["referer"] == "https://ref.example/"
@@ -456,10 +457,40 @@ def test_page_properties_override_context_page():
     obj = copy.deepcopy(PAGE)
     obj["properties"] = {"url": "https://other.example.net/x", "title": "Other", "path": None}
     params = params_of(obj)
-    assert params["ce_url"] == "https://other.example.net/x"
+    assert params["ce_uri"] == "https://other.example.net/x"
+    assert params["ce_url"] == "/x"  # the path of the address sent, not context.page.path
     assert params["ce_domain"] == "other.example.net"
     assert params["ce_title"] == "Other"
-    assert params["ce_uri"] == "/checkout"  # a null property does not erase context.page
+
+
+def test_a_null_property_does_not_erase_context_page():
+    obj = copy.deepcopy(PAGE)
+    obj["properties"] = {"url": None, "title": None}
+    params = params_of(obj)
+    assert params["ce_uri"] == "https://shop.example.com/checkout?step=2" and params["ce_title"] == "Checkout"
+
+
+@pytest.mark.parametrize(
+    "page, expected",
+    [
+        ({"url": "https://s.example/a/b?x=1&y=2#top"}, ("/a/b?x=1&y=2", "https://s.example/a/b?x=1&y=2#top",
+                                                       "s.example")),
+        ({"url": "https://s.example"}, ("/", "https://s.example", "s.example")),
+        ({"url": "https://s.example/p", "path": "/other"}, ("/p", "https://s.example/p", "s.example")),
+        ({"path": "/p", "search": "?q=1"}, ("/p?q=1", None, None)),
+        ({"path": "/p", "search": "q=1"}, ("/p?q=1", None, None)),
+        ({"path": "/p", "search": ""}, ("/p", None, None)),
+        ({"url": "/rel?q=1"}, ("/rel?q=1", None, None)),
+        ({"url": "http://[::1", "path": "/p"}, ("/p", None, None)),
+        ({"title": "no address"}, (None, None, None)),
+    ],
+    ids=["full", "host-only", "url-wins-over-path", "path-search", "search-without-mark", "empty-search",
+         "relative-url", "bad-url", "none"],
+)
+def test_page_address_url_uri_domain_as_the_tracker(page, expected):
+    obj = {"type": "page", "anonymousId": ANON, "context": {"page": page}}
+    params = params_of(obj)
+    assert (params.get("ce_url"), params.get("ce_uri"), params.get("ce_domain")) == expected
 
 
 def test_page_without_referrer_has_no_referer_param():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property, lru_cache, partial
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from transforms.rules.events import Event
@@ -227,9 +227,50 @@ def _clean_user_agent(value: str) -> str:
     return clean_header_value(value)
 
 
+class PageAddress(NamedTuple):
+    """A page's address as Woopra's tracker sends it (docs/behaviour.md#woopra-mapping): ``url`` is
+    the path and query, ``uri`` the full address, ``domain`` its host."""
+
+    url: str | None
+    uri: str | None
+    domain: str | None
+    query: str  # the full address's query string, without "?": its campaign parameters
+
+
 @lru_cache(maxsize=4096)
-def _hostname(url: str) -> str | None:
-    return urlsplit(url).hostname
+def _split_address(address: str) -> PageAddress | None:
+    """The parts of a full address (``https://host/path?query``); None when it is not one."""
+    try:
+        parts = urlsplit(address)
+        hostname = parts.hostname
+    except ValueError:  # e.g. "http://[::1": not an address Woopra could use either
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return PageAddress(path, address, hostname, parts.query)
+
+
+def page_address(page: Mapping[str, Any]) -> PageAddress:
+    """``ce_url``/``ce_uri``/``ce_domain`` from a page's fields, as the tracker has them: from a full
+    ``url`` when there is one, else ``path`` (or a relative ``url``) and ``search``."""
+    url = page.get("url")
+    if isinstance(url, str) and url:
+        split = _split_address(url)
+        if split is not None:
+            return split
+    path = page.get("path")
+    path = path if isinstance(path, str) and path else (url if isinstance(url, str) and url else None)
+    if path is None:
+        return PageAddress(None, None, None, "")
+    search = page.get("search")
+    query = ""
+    if "?" in path:
+        query = path.split("?", 1)[1].split("#", 1)[0]
+    elif isinstance(search, str) and search.lstrip("?"):
+        query = search.lstrip("?")
+        path = f"{path}?{query}"
+    return PageAddress(path, None, None, query)
 
 
 def _page_fields(context: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,12 +337,12 @@ def build_request(event: Event, settings: WoopraSettings, now_ms: int | None = N
         is_page = event.type == "page"
         if is_page:
             page = _page_fields(context, properties)
-            page_url = page.get("url")
-            _add(params, "ce_url", page_url)
+            address = page_address(page)
+            # As Woopra's tracker: url is the path and query, uri the full address.
+            _add(params, "ce_url", address.url)
             _add(params, "ce_title", page.get("title"))
-            _add(params, "ce_uri", page.get("path"))
-            if isinstance(page_url, str) and page_url:
-                _add(params, "ce_domain", _hostname(page_url))
+            _add(params, "ce_uri", address.uri)
+            _add(params, "ce_domain", address.domain)
             if page.get("search"):
                 _add(params, "ce_search", page.get("search"))
             _add(params, "ce_name", original.get("name"))
