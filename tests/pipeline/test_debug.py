@@ -496,3 +496,14 @@ def test_the_debugger_counts_and_requests_are_the_jobs_dry_run(tmp_path, capsys)
     job_params = sorted(json.dumps(r["params"], sort_keys=True) for r in read_jsonl(tmp_path / "requests"))
     assert debugger_params == job_params
     assert {json.loads(p)["cv_email"] for p in job_params} == {"jane.doe@example.com"}
+
+
+def test_a_peers_cookie_is_named_with_the_field_it_came_from():
+    """Issue 21, item 4: the debugger says which field the cookie was read from."""
+    rudder = {k: v for k, v in SEED_ORDER.items() if k != "vendor_ids"}
+    rudder["context"] = dict(rudder["context"], externalId=[{"type": "woopraId", "id": "RUDDERCOOKIE"}])
+    (only,) = trace(rudder)
+    cookie = next(v for v in only.identity.values if v.name == "cookie")
+    assert (cookie.value, cookie.source, cookie.field) == ("RUDDERCOOKIE", "event", "context.externalId woopraId")
+    assert "from this event (context.externalId woopraId)" in debug.format_trace(
+        only, 1, SETTINGS, ConsentPolicy(), True)

@@ -217,6 +217,19 @@ def test_numeric_anonymous_id_derives_from_its_text():
     assert call.cookie == fallback_cookie("12345")
 
 
+@pytest.mark.parametrize("fields", [
+    {"context": {"externalId": [{"type": "woopraId", "id": "PEERCOOKIE"}]}},
+    {"integrations": {"Woopra": {"cookie": "PEERCOOKIE"}}},
+], ids=["rudderstack-external-id", "segment-integrations"])
+def test_a_peers_cookie_is_used_and_remembered_instead_of_a_derived_one(fields):
+    """Issue 21, item 4: a backfill from another collector's export keeps its browser cookie."""
+    first = make("page", ts(1))
+    first.original.update(fields)
+    identity = VisitorIdentity()
+    assert enrich(first, identity).cookie == "PEERCOOKIE"
+    assert enrich(make("track", ts(2), user_id="user-1"), identity).cookie == "PEERCOOKIE"
+
+
 @pytest.mark.parametrize("anonymous_id", [ANON, "x", "", "ü" * 500, "a" * 10_000])
 def test_fallback_cookie_is_deterministic_and_at_most_24_chars(anonymous_id):
     cookie = fallback_cookie(anonymous_id)
