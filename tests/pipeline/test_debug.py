@@ -236,6 +236,17 @@ def test_read_inputs_takes_one_object_an_array_or_json_lines(tmp_path):
     assert [r.source for r in debug.read_inputs(str(lines))] == [f"{lines}:1", f"{lines}:3"]
 
 
+def test_the_debugger_reads_a_json_array_as_the_job_does(tmp_path):
+    """Issue 21, item 5: the job reads a .json array as its items; the debugger's positions match."""
+    from transforms.read_events import records_from_path
+
+    many = tmp_path / "export.json"
+    many.write_text(json.dumps([SEED_IDENTIFY, SEED_ORDER], indent=2))
+    job = [(r.source, json.loads(r.payload)) for r in records_from_path(str(many))]
+    assert job == [(f"{many}[0]", SEED_IDENTIFY), (f"{many}[1]", SEED_ORDER)]
+    assert [(r.source, json.loads(r.payload)) for r in debug.read_inputs(str(many))] == job
+
+
 def test_events_option_shows_only_the_chosen_events_but_all_teach_identity(seed_file, capsys):
     assert debug.run([str(seed_file), "--woopra_project", "p", "--events", "2", "--json"]) == 0
     (only,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

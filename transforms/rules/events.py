@@ -184,6 +184,11 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
+def json_decoder() -> json.JSONDecoder:
+    """A decoder with the job's rules: no ``NaN``/``Infinity``, no number too large for a float."""
+    return _DECODER
+
+
 def _decode(text: str) -> Any:
     return _DECODER.decode(text)
 
