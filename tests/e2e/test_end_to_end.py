@@ -71,6 +71,10 @@ def test_sample_is_delivered_exactly_as_the_seed_says(tmp_path, standin):
     # cookie derived from her anonymousId, and the userId-only login carries cv_id alone.
     carol = [r for r in received if r["params"].get("event") in ("lead", "signup")]
     assert len(carol) == 2 and carol[0]["params"]["cookie"] == carol[1]["params"]["cookie"] == SAMPLE_CAROL_COOKIE
+    # Issue 21, item 2: Bob's pricing page view names its address as Woopra's tracker does.
+    pricing = next(r for r in received if r["params"].get("ce_title") == "Pricing")
+    assert (pricing["params"]["ce_url"], pricing["params"]["ce_uri"], pricing["params"]["ce_domain"]) == (
+        "/pricing?ref=nav", "https://shop.example.com/pricing?ref=nav", "shop.example.com")
     login = next(r for r in received if r["params"].get("event") == "login")
     assert "cookie" not in login["params"] and login["params"]["cv_id"] == "user-789"
 

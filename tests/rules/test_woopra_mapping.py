@@ -670,3 +670,80 @@ def test_a_request_of_emoji_is_still_cut_to_the_url_limit():
     assert isinstance(request, WoopraRequest)
     assert len(request.full_url().encode("utf-8")) <= MAX_URL_BYTES
     assert request.params[-1][0] == "ce_note" and 64 <= len(request.params[-1][1]) < 700
+
+
+# ----- campaigns, language, screen (issue 21, item 3; docs/behaviour.md#woopra-mapping) -------
+
+CAMPAIGN_URL = ("https://shop.example.com/spring?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale"
+                "&utm_term=headphones&utm_content=hero&utm_id=c-42")
+CAMPAIGN_PARAMS = {"ce_campaign_name": "spring_sale", "ce_campaign_source": "newsletter", "ce_campaign_medium": "email",
+                   "ce_campaign_term": "headphones", "ce_campaign_content": "hero", "ce_campaign_id": "c-42"}
+
+
+def campaign_of(params):
+    return {k: v for k, v in params.items() if k.startswith("ce_campaign_")}
+
+
+def test_page_view_sends_the_utm_parameters_of_its_address_as_the_tracker_does():
+    obj = {"type": "page", "anonymousId": ANON, "context": {"page": {"url": CAMPAIGN_URL}}}
+    params = params_of(obj)
+    assert campaign_of(params) == CAMPAIGN_PARAMS
+    assert params["ce_url"] == CAMPAIGN_URL.split(".com", 1)[1]  # the address itself is sent unchanged
+
+
+def test_a_track_call_sends_the_campaign_of_its_page():
+    params = params_of(track(context={"page": {"url": CAMPAIGN_URL}}))
+    assert campaign_of(params) == CAMPAIGN_PARAMS
+    assert "ce_url" not in params  # still no page-view parameters on a track call
+
+
+def test_woo_parameters_count_when_there_is_no_utm_one():
+    url = "https://s.example/?woo_campaign=w&woo_source=ws&utm_source=us"
+    params = params_of({"type": "page", "anonymousId": ANON, "context": {"page": {"url": url}}})
+    assert campaign_of(params) == {"ce_campaign_name": "w", "ce_campaign_source": "us"}
+
+
+def test_page_path_and_search_without_a_full_url_carry_the_campaign_too():
+    page = {"path": "/p", "search": "?utm_campaign=spring%20sale"}
+    params = params_of({"type": "page", "anonymousId": ANON, "context": {"page": page}})
+    assert campaign_of(params) == {"ce_campaign_name": "spring sale"}
+
+
+def test_context_campaign_is_sent_and_the_address_wins_a_tie():
+    context = {"campaign": {"name": "from-context", "source": "ctx-source", "medium": "cpc", "term": None,
+                            "content": "", "ignored": "x"},
+               "page": {"url": "https://s.example/?utm_campaign=from-url"}}
+    params = params_of(track(context=context))
+    assert campaign_of(params) == {"ce_campaign_name": "from-url", "ce_campaign_source": "ctx-source",
+                                   "ce_campaign_medium": "cpc"}
+
+
+def test_a_property_of_the_same_name_wins_over_the_campaign():
+    params = params_of(track(properties={"campaign_name": "mine"}, context={"page": {"url": CAMPAIGN_URL}}))
+    assert params["ce_campaign_name"] == "mine"
+
+
+def test_identify_calls_carry_no_campaign():
+    obj = dict(SEED_IDENTIFY, context={"campaign": {"name": "x"}, "page": {"url": CAMPAIGN_URL}})
+    assert campaign_of(params_of(obj)) == {}
+
+
+@pytest.mark.parametrize("call", ["page", "track", "identify"])
+def test_language_and_screen_are_visit_parameters_on_every_call(call):
+    obj = {"page": dict(PAGE), "track": track(), "identify": dict(SEED_IDENTIFY)}[call]
+    obj["context"] = dict(obj["context"], locale="en-GB", screen={"width": 1440, "height": 900, "density": 2})
+    params = params_of(obj)
+    assert (params["language"], params["screen"]) == ("en-GB", "1440x900")
+    assert "ce_locale" not in params and "cv_screen" not in params
+
+
+@pytest.mark.parametrize("screen", [{"width": 1440}, {"width": 0, "height": 900}, {"width": "1440", "height": 900},
+                                    {"width": 1440.5, "height": 900}, {"width": True, "height": 900}, "1440x900",
+                                    {"width": float("inf"), "height": 900}])
+def test_a_screen_without_two_positive_whole_sides_is_left_out(screen):
+    params = params_of(track(context={"screen": screen, "locale": ""}))
+    assert "screen" not in params and "language" not in params
+
+
+def test_screen_sides_as_whole_floats():
+    assert params_of(track(context={"screen": {"width": 1440.0, "height": 900.0}}))["screen"] == "1440x900"
