@@ -412,6 +412,15 @@ def _mapping_note(event: Event, settings: WoopraSettings) -> str:
     return f"{own_name!r} → event={name} ({origin})"
 
 
+# Where a parameter named after Woopra's tracker comes from (docs/behaviour.md#beside-woopras-tracker).
+PARAMETER_NOTES = {
+    "ce_url": "the page's path and query, as Woopra's tracker sends url",
+    "ce_uri": "the page's full address, as Woopra's tracker sends uri",
+    "language": "context.locale",
+    "screen": "context.screen",
+}
+
+
 def _provenance_note(item: Provenance) -> str:
     if item.source == "event":
         where = {"cookie": item.field or VENDOR_COOKIE, "cv_id": "userId"}.get(item.name, "traits")
@@ -522,7 +531,12 @@ def format_trace(
             key_width = max(len(key) for key, _ in params)
             param_rows = []
             for key, value in params:
-                note = f"   ({iso_time(int(value))})" if key == "timestamp" and value.isdigit() else ""
+                if key == "timestamp" and value.isdigit():
+                    note = f"   ({iso_time(int(value))})"
+                else:
+                    note = f"   ({PARAMETER_NOTES[key]})" if key in PARAMETER_NOTES else ""
+                    if key.startswith("ce_campaign_") and key not in PARAMETER_NOTES:
+                        note = "   (campaign: utm_/woo_ of the page's address, else context.campaign)"
                 param_rows.append(f"  {key:<{key_width}}  {value}{note}")
             headers = [f"  {name}: {value}" for name, value in request.headers.items()] or [
                 "  (no User-Agent in the event: the pipeline's own is sent)"]

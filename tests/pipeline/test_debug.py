@@ -518,3 +518,17 @@ def test_a_peers_cookie_is_named_with_the_field_it_came_from():
     assert (cookie.value, cookie.source, cookie.field) == ("RUDDERCOOKIE", "event", "context.externalId woopraId")
     assert "from this event (context.externalId woopraId)" in debug.format_trace(
         only, 1, SETTINGS, ConsentPolicy(), True)
+
+
+def test_the_request_says_where_the_trackers_parameters_come_from():
+    """Issue 21, items 2 and 3: the debugger names the source of url, uri, campaign, language, screen."""
+    page = {"type": "page", "anonymousId": "anon-1", "timestamp": "2026-03-02T09:00:00Z",
+            "context": {"consent": {"analytics": True}, "locale": "en-GB", "screen": {"width": 1440, "height": 900},
+                        "page": {"url": "https://s.example/p?utm_campaign=spring"}}}
+    (only,) = trace(page)
+    text = debug.format_trace(only, 1, SETTINGS, ConsentPolicy(), True)
+    assert re.search(r"ce_url +/p\?utm_campaign=spring +\(the page's path and query", text)
+    assert re.search(r"ce_uri +https://s.example/p\?utm_campaign=spring +\(the page's full address", text)
+    assert re.search(r"ce_campaign_name +spring +\(campaign: utm_/woo_", text)
+    assert re.search(r"language +en-GB +\(context.locale\)", text)
+    assert re.search(r"screen +1440x900 +\(context.screen\)", text)
