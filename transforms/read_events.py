@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, BinaryIO
 
 import apache_beam as beam
@@ -17,7 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.counters import counter
-from transforms.rules.events import RawInput
+from transforms.rules.events import UTF8_BOM, RawInput, json_decoder
 
 TEXT_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".parq")
@@ -26,6 +28,9 @@ SUPPORTED_INPUTS = ".jsonl .ndjson .json (also .gz), .parquet .parq"  # for mess
 # Progress (pipeline/progress.py): bytes of input files read so far, a counter beside the summary's.
 BYTES_READ = "input_bytes_read"
 BYTES_READ_EVERY = 100  # records between two looks at the file offset
+# The job's own JSON rules (no NaN, no infinities) for telling a JSON array or object apart.
+_DECODER = json_decoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 def is_supported_input(path: str) -> bool:
@@ -51,6 +56,103 @@ def json_line_records(stream: BinaryIO, path: str, read_at_ms: int | None = None
             yield RawInput(line.rstrip(b"\r\n"), f"{path}:{number}", fallback_time_ms=read_at_ms)
 
 
+def _complete_json(line: bytes) -> bool:
+    """Whether one line is a whole JSON value by itself (a JSON-lines record)."""
+    try:
+        _DECODER.decode(line.decode("utf-8").lstrip("\ufeff"))
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _skip_space(text: str, position: int) -> int:
+    """The position of the first character from ``position`` on that is not JSON whitespace."""
+    space = _WHITESPACE.match(text, position)
+    return space.end() if space is not None else position
+
+
+def _array_items(text: str) -> list[tuple[int, str]] | None:
+    """Each item of a JSON array as the exact text it was read from, with its index; None when
+    ``text`` does not start as a JSON array (then it is read as JSON lines).
+
+    Where the array stops being JSON (an item that is not, a missing comma, a missing ``]``,
+    anything after it), the rest of the text from there is one more item: the job refuses it as
+    ``invalid_json``, a counted dead letter, and the items before it are read as usual.
+    """
+    position = _skip_space(text, 0)
+    if not text.startswith("[", position):
+        return None
+    items: list[tuple[int, str]] = []
+    position = _skip_space(text, position + 1)
+    if text.startswith("]", position):
+        position = _skip_space(text, position + 1)
+        return items + [(0, text[position:])] if position < len(text) else items
+    while True:
+        try:
+            _, end = _DECODER.raw_decode(text, position)
+        except (ValueError, RecursionError):
+            break  # not JSON from here on: nothing tells where a next item would start
+        items.append((len(items), text[position:end]))
+        position = _skip_space(text, end)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
+        elif text.startswith("]", position):
+            position = _skip_space(text, position + 1)
+            if position == len(text):
+                return items
+            break
+        else:
+            break
+    items.append((len(items), text[position:]))
+    return items
+
+
+def json_document_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> Iterator[RawInput]:
+    """The records of a ``.json`` file (docs/behaviour.md#input-events): a JSON array gives each of its
+    items as ``path[index]`` (from 0); one object, however it is laid out over lines, is one record
+    (``path:line`` of its first line); anything else is read as JSON lines, so malformed input
+    stays a counted dead letter per line. A JSON-lines file named ``.json`` is still read line by line,
+    as it is read: only an array, or an object spread over lines, is read whole."""
+    lines = iter(gzip.GzipFile(fileobj=stream) if path.lower().endswith(".gz") else stream)
+    head: list[bytes] = []  # the lines up to the first that is not blank
+    first = b""
+    for line in lines:
+        first = (line if head else line.removeprefix(UTF8_BOM)).strip()
+        head.append(line)
+        if first:
+            break
+    if not (first.startswith(b"[") or (first.startswith(b"{") and not _complete_json(first))):
+        yield from _numbered_lines(chain(head, lines), path, read_at_ms)
+        return
+    whole = b"".join(chain(head, lines))
+    try:
+        text = whole.removeprefix(UTF8_BOM).decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    items = _array_items(text) if text is not None and first.startswith(b"[") else None
+    if items is not None:
+        for index, item in items:
+            yield RawInput(item, f"{path}[{index}]", fallback_time_ms=read_at_ms)
+        return
+    if text is not None and first.startswith(b"{") and _is_one_object(text):
+        yield RawInput(text.strip(), f"{path}:{len(head)}", fallback_time_ms=read_at_ms)
+        return
+    yield from _numbered_lines(whole.splitlines(keepends=True), path, read_at_ms)
+
+
+def _is_one_object(text: str) -> bool:
+    try:
+        return isinstance(_DECODER.decode(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _numbered_lines(lines: Iterable[bytes], path: str, read_at_ms: int | None) -> Iterator[RawInput]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield RawInput(line.rstrip(b"\r\n"), f"{path}:{number}", fallback_time_ms=read_at_ms)
+
+
 def parquet_row_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> Iterator[RawInput]:
     """Every row of an open Parquet file as a dict, ``path#row`` (struct columns arrive as nested dicts)."""
     import pyarrow.parquet as pq  # imported here: only Parquet inputs pay for it
@@ -66,6 +168,8 @@ def file_records(stream: BinaryIO, path: str, read_at_ms: int | None = None) -> 
     """The records of one open file, by the format its name says; ``read_at_ms`` dates events without a time."""
     if input_format(path) == "parquet":
         return parquet_row_records(stream, path, read_at_ms)
+    if path.lower().removesuffix(".gz").endswith(".json"):
+        return json_document_records(stream, path, read_at_ms)
     return json_line_records(stream, path, read_at_ms)
 
 

@@ -37,6 +37,7 @@ from transforms.rules.consent import ConsentDecision, ConsentPolicy, decide_cons
 from transforms.rules.dead_letters import RESPONSE_BODY_LIMIT, cut_utf8
 from transforms.rules.event_id import CONTENT_PREFIX, event_id, first_copy, ledger_key
 from transforms.rules.events import (
+    VENDOR_COOKIE,
     Event,
     InvalidInput,
     NotReplayed,
@@ -45,6 +46,7 @@ from transforms.rules.events import (
     decode_nested_json,
     is_dead_letter,
     parse_input,
+    woopra_cookie,
 )
 from transforms.rules.identity import MS_PER_DAY, VisitorIdentity, identity_steps
 from transforms.rules.outcomes import Outcome
@@ -74,6 +76,7 @@ class Provenance:
     source: str  # event | remembered | fallback
     from_index: int | None = None  # the earlier event of the file it was remembered from
     at_ms: int | None = None  # that event's time
+    field: str | None = None  # the event's field it was read from, when it is the cookie
 
 
 @dataclass
@@ -340,7 +343,7 @@ def _provenance(event: Event, enriched: Event, identity: VisitorIdentity, seen: 
 
     values: list[Provenance] = []
     if event.own_cookie:
-        values.append(Provenance("cookie", event.own_cookie, "event"))
+        values.append(Provenance("cookie", event.own_cookie, "event", field=woopra_cookie(event.original)[1]))
     elif enriched.cookie and identity.cookie and identity.cookie[1] == enriched.cookie:
         values.append(remembered("cookie", enriched.cookie, identity.cookie[0],
                                  lambda e: e.own_cookie == enriched.cookie))
@@ -409,12 +412,21 @@ def _mapping_note(event: Event, settings: WoopraSettings) -> str:
     return f"{own_name!r} → event={name} ({origin})"
 
 
+# Where a parameter named after Woopra's tracker comes from (docs/behaviour.md#beside-woopras-tracker).
+PARAMETER_NOTES = {
+    "ce_url": "the page's path and query, as Woopra's tracker sends url",
+    "ce_uri": "the page's full address, as Woopra's tracker sends uri",
+    "language": "context.locale",
+    "screen": "context.screen",
+}
+
+
 def _provenance_note(item: Provenance) -> str:
     if item.source == "event":
-        where = {"cookie": "vendor_ids.woopra_cookie", "cv_id": "userId"}.get(item.name, "traits")
+        where = {"cookie": item.field or VENDOR_COOKIE, "cv_id": "userId"}.get(item.name, "traits")
         return f"from this event ({where})"
     if item.source == "fallback":
-        return "fallback: derived from anonymousId (no cookie, email or user id known)"
+        return "derived from anonymousId (no Woopra cookie known)"
     origin = f"event {item.from_index}" if item.from_index else "an earlier event"
     return f"remembered from {origin} at {iso_time(item.at_ms)}" if item.at_ms is not None else "remembered"
 
@@ -519,7 +531,12 @@ def format_trace(
             key_width = max(len(key) for key, _ in params)
             param_rows = []
             for key, value in params:
-                note = f"   ({iso_time(int(value))})" if key == "timestamp" and value.isdigit() else ""
+                if key == "timestamp" and value.isdigit():
+                    note = f"   ({iso_time(int(value))})"
+                else:
+                    note = f"   ({PARAMETER_NOTES[key]})" if key in PARAMETER_NOTES else ""
+                    if key.startswith("ce_campaign_") and key not in PARAMETER_NOTES:
+                        note = "   (campaign: utm_/woo_ of the page's address, else context.campaign)"
                 param_rows.append(f"  {key:<{key_width}}  {value}{note}")
             headers = [f"  {name}: {value}" for name, value in request.headers.items()] or [
                 "  (no User-Agent in the event: the pipeline's own is sent)"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SAMPLES, subprocess_env
+from transforms.rules.identity import fallback_cookie
 from woopra_standin import Rule
 
 SEED_PURCHASE = {
@@ -22,6 +23,7 @@ SEED_PURCHASE = {
 }
 SEED_USER_AGENT = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
                    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36")
+SAMPLE_CAROL_COOKIE = fallback_cookie("c0ffee00-1111-4222-8333-444455556666")
 SAMPLE_DELIVERABLE = 16  # sample events that pass parsing, consent and mapping
 
 
@@ -65,6 +67,16 @@ def test_sample_is_delivered_exactly_as_the_seed_says(tmp_path, standin):
     assert all("event" not in r["params"] for r in identifies)
     denied_cookies = {"DENIED00COOKIE"}
     assert not any(r["params"].get("cookie") in denied_cookies for r in received)
+    # Issue 21, item 1: Carol has no Woopra cookie; both of her calls (one with her email) carry the
+    # cookie derived from her anonymousId, and the userId-only login carries cv_id alone.
+    carol = [r for r in received if r["params"].get("event") in ("lead", "signup")]
+    assert len(carol) == 2 and carol[0]["params"]["cookie"] == carol[1]["params"]["cookie"] == SAMPLE_CAROL_COOKIE
+    # Issue 21, item 2: Bob's pricing page view names its address as Woopra's tracker does.
+    pricing = next(r for r in received if r["params"].get("ce_title") == "Pricing")
+    assert (pricing["params"]["ce_url"], pricing["params"]["ce_uri"], pricing["params"]["ce_domain"]) == (
+        "/pricing?ref=nav", "https://shop.example.com/pricing?ref=nav", "shop.example.com")
+    login = next(r for r in received if r["params"].get("event") == "login")
+    assert "cookie" not in login["params"] and login["params"]["cv_id"] == "user-789"
 
     dead = read_jsonl(tmp_path / "dead")
     assert sorted(d["reason"] for d in dead) == ["invalid_event"] * 4 + ["invalid_json"]

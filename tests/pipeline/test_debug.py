@@ -188,7 +188,19 @@ def test_cookie_remembered_from_an_earlier_event_or_derived_as_fallback():
     (alone,) = trace(anonymous)
     cookie = next(v for v in alone.identity.values if v.name == "cookie")
     assert cookie.source == "fallback" and len(cookie.value) == 24
-    assert "fallback: derived from anonymousId" in debug.format_trace(alone, 1, SETTINGS, ConsentPolicy(), False)
+    assert "derived from anonymousId" in debug.format_trace(alone, 1, SETTINGS, ConsentPolicy(), False)
+
+
+def test_identified_calls_without_a_woopra_cookie_show_the_derived_cookie():
+    """Issue 21, item 1: the identify and the purchase carry the cookie the page view had."""
+    identify = {k: v for k, v in SEED_IDENTIFY.items() if k != "vendor_ids"}
+    order = {k: v for k, v in SEED_ORDER.items() if k != "vendor_ids"}
+    page = {"type": "page", "anonymousId": identify["anonymousId"], "timestamp": "2026-03-02T09:00:00Z",
+            "context": {"consent": {"analytics": True}, "page": {"url": "https://shop.example.com/"}}}
+    traces = trace(page, identify, order)
+    cookies = {dict(t.mapping.params)["cookie"] for t in traces}
+    assert len(cookies) == 1 and len(cookies.pop()) == 24
+    assert all(next(v for v in t.identity.values if v.name == "cookie").source == "fallback" for t in traces)
 
 
 def test_filtered_events_teach_nothing_and_outcomes_are_the_summary_keys():
@@ -222,6 +234,17 @@ def test_read_inputs_takes_one_object_an_array_or_json_lines(tmp_path):
     assert len(debug.read_inputs(str(one))) == 1
     assert [r.source for r in debug.read_inputs(str(many))] == [f"{many}[0]", f"{many}[1]"]
     assert [r.source for r in debug.read_inputs(str(lines))] == [f"{lines}:1", f"{lines}:3"]
+
+
+def test_the_debugger_reads_a_json_array_as_the_job_does(tmp_path):
+    """Issue 21, item 5: the job reads a .json array as its items; the debugger's positions match."""
+    from transforms.read_events import records_from_path
+
+    many = tmp_path / "export.json"
+    many.write_text(json.dumps([SEED_IDENTIFY, SEED_ORDER], indent=2))
+    job = [(r.source, json.loads(r.payload)) for r in records_from_path(str(many))]
+    assert job == [(f"{many}[0]", SEED_IDENTIFY), (f"{many}[1]", SEED_ORDER)]
+    assert [(r.source, json.loads(r.payload)) for r in debug.read_inputs(str(many))] == job
 
 
 def test_events_option_shows_only_the_chosen_events_but_all_teach_identity(seed_file, capsys):
@@ -484,3 +507,28 @@ def test_the_debugger_counts_and_requests_are_the_jobs_dry_run(tmp_path, capsys)
     job_params = sorted(json.dumps(r["params"], sort_keys=True) for r in read_jsonl(tmp_path / "requests"))
     assert debugger_params == job_params
     assert {json.loads(p)["cv_email"] for p in job_params} == {"jane.doe@example.com"}
+
+
+def test_a_peers_cookie_is_named_with_the_field_it_came_from():
+    """Issue 21, item 4: the debugger says which field the cookie was read from."""
+    rudder = {k: v for k, v in SEED_ORDER.items() if k != "vendor_ids"}
+    rudder["context"] = dict(rudder["context"], externalId=[{"type": "woopraId", "id": "RUDDERCOOKIE"}])
+    (only,) = trace(rudder)
+    cookie = next(v for v in only.identity.values if v.name == "cookie")
+    assert (cookie.value, cookie.source, cookie.field) == ("RUDDERCOOKIE", "event", "context.externalId woopraId")
+    assert "from this event (context.externalId woopraId)" in debug.format_trace(
+        only, 1, SETTINGS, ConsentPolicy(), True)
+
+
+def test_the_request_says_where_the_trackers_parameters_come_from():
+    """Issue 21, items 2 and 3: the debugger names the source of url, uri, campaign, language, screen."""
+    page = {"type": "page", "anonymousId": "anon-1", "timestamp": "2026-03-02T09:00:00Z",
+            "context": {"consent": {"analytics": True}, "locale": "en-GB", "screen": {"width": 1440, "height": 900},
+                        "page": {"url": "https://s.example/p?utm_campaign=spring"}}}
+    (only,) = trace(page)
+    text = debug.format_trace(only, 1, SETTINGS, ConsentPolicy(), True)
+    assert re.search(r"ce_url +/p\?utm_campaign=spring +\(the page's path and query", text)
+    assert re.search(r"ce_uri +https://s.example/p\?utm_campaign=spring +\(the page's full address", text)
+    assert re.search(r"ce_campaign_name +spring +\(campaign: utm_/woo_", text)
+    assert re.search(r"language +en-GB +\(context.locale\)", text)
+    assert re.search(r"screen +1440x900 +\(context.screen\)", text)

@@ -320,6 +320,40 @@ def test_own_cookie_reads_vendor_ids_woopra_cookie(vendor_ids, expected):
     assert result.own_cookie == expected
 
 
+# Issue 21, item 4: peers' inputs keep their Woopra cookie (docs/behaviour.md#identity).
+RUDDER_ID = [{"type": "woopraId", "id": "RUDDERCOOKIE"}]
+SEGMENT_OPTIONS = {"Woopra": {"cookie": "SEGMENTCOOKIE"}}
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"context": {"externalId": RUDDER_ID}}, "RUDDERCOOKIE"),
+    ({"context": {"externalId": [{"type": "brazeExternalId", "id": "B"}, {"type": "WOOPRAID", "id": 7}]}}, "7"),
+    ({"context": {"externalId": [{"type": "woopraId", "id": ""}, {"type": "woopraId", "id": "SECOND"}]}}, "SECOND"),
+    ({"integrations": SEGMENT_OPTIONS}, "SEGMENTCOOKIE"),
+    ({"integrations": {"woopra": {"cookie": "LOWER"}}}, "LOWER"),
+    ({"integrations": {"Woopra": True, "woopra": {"cookie": "LOWER"}}}, "LOWER"),
+    # Precedence: vendor_ids.woopra_cookie, then context.externalId, then integrations.Woopra.cookie.
+    ({"vendor_ids": {"woopra_cookie": "OURS"}, "context": {"externalId": RUDDER_ID},
+      "integrations": SEGMENT_OPTIONS}, "OURS"),
+    ({"context": {"externalId": RUDDER_ID}, "integrations": SEGMENT_OPTIONS}, "RUDDERCOOKIE"),
+    ({"vendor_ids": {"woopra_cookie": ""}, "integrations": SEGMENT_OPTIONS}, "SEGMENTCOOKIE"),
+    # Shapes that say nothing, never an error.
+    ({"context": {"externalId": {"type": "woopraId", "id": "X"}}}, None),
+    ({"context": {"externalId": ["woopraId", None, 3, {"type": None}]}}, None),
+    ({"integrations": {"Woopra": {"cookie": {"nested": 1}}}}, None),
+    ({"integrations": ["Woopra"]}, None),
+    ({"integrations": {"All": False}}, None),
+], ids=["rudder", "rudder-any-case-numeric", "rudder-first-usable", "segment", "segment-lower-case",
+        "segment-cased-not-object", "vendor-ids-first", "external-id-before-integrations",
+        "blank-vendor-cookie-falls-through", "external-id-not-a-list", "external-id-junk",
+        "cookie-not-text", "integrations-not-object", "no-woopra-options"])
+def test_own_cookie_reads_peers_inputs_in_order(fields, expected):
+    obj = track(vendor_ids=None)
+    obj.update(fields)
+    result = validate_event(obj, now_ms=NOW_MS)
+    assert result.own_cookie == expected
+
+
 # ----- dead letters as input (replay, docs/behaviour.md#dead-letters) -------------------------
 
 def dead_letter(reason, event, raw=None):

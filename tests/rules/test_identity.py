@@ -149,9 +149,9 @@ def test_enrich_user_id_only_visitor_gets_cv_id_and_no_fallback_cookie():
     assert call.cookie is None
 
 
-# ----- fallback cookie ----------------------------------------------------------------------
+# ----- derived cookie (docs/behaviour.md#identity, issue 21 item 1) ---------------------------
 
-def test_fallback_cookie_only_when_no_cookie_and_no_email_or_user_id():
+def test_fallback_cookie_when_no_cookie_at_all():
     call = enrich(make("page", ts(1)), VisitorIdentity())
     assert call.cookie == fallback_cookie(ANON)
     assert call.cookie is not None and 0 < len(call.cookie) <= 24
@@ -160,28 +160,74 @@ def test_fallback_cookie_only_when_no_cookie_and_no_email_or_user_id():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"cookie": "REALCOOKIE"},
         {"user_id": "user-1"},
         {"context_traits": {"email": "a@x.com"}},
+        {"traits": {"email": "a@x.com"}},
     ],
-    ids=["cookie", "user-id", "email"],
+    ids=["user-id", "email", "identify-email"],
 )
-def test_no_fallback_cookie_when_cookie_or_identifier_known(kwargs):
-    call = enrich(make("page", ts(1), **kwargs), VisitorIdentity())
-    assert call.cookie == kwargs.get("cookie")
+def test_identified_calls_of_an_anonymous_id_carry_the_same_derived_cookie(kwargs):
+    call_type = "identify" if "traits" in kwargs else "page"
+    call = enrich(make(call_type, ts(1), **kwargs), VisitorIdentity())
+    assert call.cookie == fallback_cookie(ANON)
 
 
-def test_no_fallback_cookie_when_email_was_remembered_earlier():
+def test_a_vendor_cookie_wins_over_the_derived_one():
+    call = enrich(make("page", ts(1), user_id="user-1", cookie="REALCOOKIE"), VisitorIdentity())
+    assert call.cookie == "REALCOOKIE"
+
+
+def test_anonymous_page_identify_purchase_are_stitched_by_one_cookie():
+    """The issue's story: a page view with only an anonymousId, then an identify with an email,
+    then a purchase. Every request carries the same derived cookie, so the identified calls tie
+    the anonymous history to cv_id/cv_email."""
+    identity = VisitorIdentity()
+    page = enrich(make("page", ts(1)), identity)
+    identify = enrich(make("identify", ts(2), user_id="user-1", traits={"email": "jane@example.com"}), identity)
+    purchase = enrich(make("track", ts(3), user_id="user-1", name="Order Completed"), identity)
+    settings = WoopraSettings(project="p")
+    sent = [dict(build_request(call, settings, now_ms=NOW_MS).params) for call in (page, identify, purchase)]
+    assert {params["cookie"] for params in sent} == {fallback_cookie(ANON)}
+    assert sent[1]["cv_email"] == sent[2]["cv_email"] == "jane@example.com"
+    assert sent[1]["cv_id"] == sent[2]["cv_id"] == "user-1"
+
+
+def test_the_derived_cookie_stays_when_the_email_was_remembered_earlier():
     identity = VisitorIdentity()
     enrich(make("identify", ts(1), traits={"email": "a@x.com"}), identity)
     later = enrich(make("track", ts(2)), identity)
-    assert later.cookie is None
+    assert later.cookie == fallback_cookie(ANON)
     assert later.traits["email"] == "a@x.com"
 
 
-def test_blank_email_does_not_count_as_identifier():
-    call = enrich(make("page", ts(1), context_traits={"email": "  "}), VisitorIdentity())
-    assert call.cookie == fallback_cookie(ANON)
+def test_user_id_only_calls_keep_cv_id_alone():
+    identity = VisitorIdentity()
+    call = enrich(make("identify", ts(1), anonymous_id=None, user_id="user-9", traits={"email": "a@x.com"}), identity)
+    assert call.cookie is None and call.user_id == "user-9"
+
+
+@pytest.mark.parametrize("anonymous_id", ["", "   "])
+def test_a_blank_anonymous_id_derives_no_cookie(anonymous_id):
+    call = enrich(make("page", ts(1), anonymous_id=anonymous_id, user_id="user-1"), VisitorIdentity())
+    assert call.cookie is None
+
+
+def test_numeric_anonymous_id_derives_from_its_text():
+    call = enrich(make("page", ts(1), anonymous_id=12345), VisitorIdentity())
+    assert call.cookie == fallback_cookie("12345")
+
+
+@pytest.mark.parametrize("fields", [
+    {"context": {"externalId": [{"type": "woopraId", "id": "PEERCOOKIE"}]}},
+    {"integrations": {"Woopra": {"cookie": "PEERCOOKIE"}}},
+], ids=["rudderstack-external-id", "segment-integrations"])
+def test_a_peers_cookie_is_used_and_remembered_instead_of_a_derived_one(fields):
+    """Issue 21, item 4: a backfill from another collector's export keeps its browser cookie."""
+    first = make("page", ts(1))
+    first.original.update(fields)
+    identity = VisitorIdentity()
+    assert enrich(first, identity).cookie == "PEERCOOKIE"
+    assert enrich(make("track", ts(2), user_id="user-1"), identity).cookie == "PEERCOOKIE"
 
 
 @pytest.mark.parametrize("anonymous_id", [ANON, "x", "", "ü" * 500, "a" * 10_000])
@@ -204,8 +250,8 @@ def test_fallback_cookie_stable_across_calls_of_one_visitor():
     assert first.cookie == second.cookie == fallback_cookie(ANON)
 
 
-def test_no_fallback_cookie_when_email_trait_key_is_capitalised():
+def test_capitalised_email_trait_is_sent_as_cv_email_beside_the_derived_cookie():
     call = enrich(make("identify", ts(1), traits={"Email": "jane@example.com"}), VisitorIdentity())
     request = build_request(call, WoopraSettings(project="p"), now_ms=NOW_MS)
     assert dict(request.params)["cv_email"] == "jane@example.com"
-    assert call.cookie is None
+    assert call.cookie == fallback_cookie(ANON)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from transforms.rules.events import Event, validate_event
-from transforms.rules.identity import VisitorIdentity, enrich
+from transforms.rules.identity import VisitorIdentity, enrich, fallback_cookie
 from transforms.rules.woopra_mapping import (
     MAX_URL_BYTES,
     PRESET_EVENTS,
@@ -241,12 +241,19 @@ def test_ip_is_the_visitors_context_ip_and_omitted_when_unknown():
     assert "ip" not in params_of(no_ip)
 
 
-def test_no_cookie_param_when_visitor_has_email_but_no_cookie():
+def test_derived_cookie_beside_the_email_when_the_visitor_has_no_woopra_cookie():
     obj = track(context={"traits": {"email": "a@x.com"}})
     del obj["vendor_ids"]
     params = params_of(obj)
-    assert "cookie" not in params
+    assert params["cookie"] == fallback_cookie(obj["anonymousId"])  # ties the anonymous history to the email
     assert params["cv_email"] == "a@x.com"
+
+
+def test_no_cookie_param_for_a_user_id_only_call():
+    obj = track(userId="user-9")
+    del obj["vendor_ids"], obj["anonymousId"]
+    params = params_of(obj)
+    assert "cookie" not in params and params["cv_id"] == "user-9"
 
 
 def test_anonymous_visitor_without_cookie_gets_a_stable_fallback_cookie():
@@ -423,9 +430,10 @@ PAGE = {
 def test_page_fields_from_context_page():
     params = params_of(PAGE)
     assert params["event"] == "pv"
-    assert params["ce_url"] == "https://shop.example.com/checkout?step=2"
+    # As Woopra's tracker (docs/behaviour.md#woopra-mapping): url = path + query, uri = the full address.
+    assert params["ce_url"] == "/checkout?step=2"
     assert params["ce_title"] == "Checkout"
-    assert params["ce_uri"] == "/checkout"
+    assert params["ce_uri"] == "https://shop.example.com/checkout?step=2"
     assert params["ce_domain"] == "shop.example.com"
     assert params["referer"] == "https://www.google.com/"
     assert params["ce_category"] == "shop"
@@ -437,8 +445,8 @@ def test_page_fields_from_properties_only():
            "properties": {"url": "https://docs.example.org/a/b", "path": "/a/b", "title": "Docs",
                           "referrer": "https://ref.example/"}}
     params = params_of(obj)
-    assert params["ce_url"] == "https://docs.example.org/a/b"
-    assert params["ce_uri"] == "/a/b"
+    assert params["ce_url"] == "/a/b"
+    assert params["ce_uri"] == "https://docs.example.org/a/b"
     assert params["ce_title"] == "Docs"
     assert params["ce_domain"] == "docs.example.org"
     assert params["referer"] == "https://ref.example/"
@@ -449,10 +457,40 @@ def test_page_properties_override_context_page():
     obj = copy.deepcopy(PAGE)
     obj["properties"] = {"url": "https://other.example.net/x", "title": "Other", "path": None}
     params = params_of(obj)
-    assert params["ce_url"] == "https://other.example.net/x"
+    assert params["ce_uri"] == "https://other.example.net/x"
+    assert params["ce_url"] == "/x"  # the path of the address sent, not context.page.path
     assert params["ce_domain"] == "other.example.net"
     assert params["ce_title"] == "Other"
-    assert params["ce_uri"] == "/checkout"  # a null property does not erase context.page
+
+
+def test_a_null_property_does_not_erase_context_page():
+    obj = copy.deepcopy(PAGE)
+    obj["properties"] = {"url": None, "title": None}
+    params = params_of(obj)
+    assert params["ce_uri"] == "https://shop.example.com/checkout?step=2" and params["ce_title"] == "Checkout"
+
+
+@pytest.mark.parametrize(
+    "page, expected",
+    [
+        ({"url": "https://s.example/a/b?x=1&y=2#top"}, ("/a/b?x=1&y=2", "https://s.example/a/b?x=1&y=2#top",
+                                                       "s.example")),
+        ({"url": "https://s.example"}, ("/", "https://s.example", "s.example")),
+        ({"url": "https://s.example/p", "path": "/other"}, ("/p", "https://s.example/p", "s.example")),
+        ({"path": "/p", "search": "?q=1"}, ("/p?q=1", None, None)),
+        ({"path": "/p", "search": "q=1"}, ("/p?q=1", None, None)),
+        ({"path": "/p", "search": ""}, ("/p", None, None)),
+        ({"url": "/rel?q=1"}, ("/rel?q=1", None, None)),
+        ({"url": "http://[::1", "path": "/p"}, ("/p", None, None)),
+        ({"title": "no address"}, (None, None, None)),
+    ],
+    ids=["full", "host-only", "url-wins-over-path", "path-search", "search-without-mark", "empty-search",
+         "relative-url", "bad-url", "none"],
+)
+def test_page_address_url_uri_domain_as_the_tracker(page, expected):
+    obj = {"type": "page", "anonymousId": ANON, "context": {"page": page}}
+    params = params_of(obj)
+    assert (params.get("ce_url"), params.get("ce_uri"), params.get("ce_domain")) == expected
 
 
 def test_page_without_referrer_has_no_referer_param():
@@ -632,3 +670,80 @@ def test_a_request_of_emoji_is_still_cut_to_the_url_limit():
     assert isinstance(request, WoopraRequest)
     assert len(request.full_url().encode("utf-8")) <= MAX_URL_BYTES
     assert request.params[-1][0] == "ce_note" and 64 <= len(request.params[-1][1]) < 700
+
+
+# ----- campaigns, language, screen (issue 21, item 3; docs/behaviour.md#woopra-mapping) -------
+
+CAMPAIGN_URL = ("https://shop.example.com/spring?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale"
+                "&utm_term=headphones&utm_content=hero&utm_id=c-42")
+CAMPAIGN_PARAMS = {"ce_campaign_name": "spring_sale", "ce_campaign_source": "newsletter", "ce_campaign_medium": "email",
+                   "ce_campaign_term": "headphones", "ce_campaign_content": "hero", "ce_campaign_id": "c-42"}
+
+
+def campaign_of(params):
+    return {k: v for k, v in params.items() if k.startswith("ce_campaign_")}
+
+
+def test_page_view_sends_the_utm_parameters_of_its_address_as_the_tracker_does():
+    obj = {"type": "page", "anonymousId": ANON, "context": {"page": {"url": CAMPAIGN_URL}}}
+    params = params_of(obj)
+    assert campaign_of(params) == CAMPAIGN_PARAMS
+    assert params["ce_url"] == CAMPAIGN_URL.split(".com", 1)[1]  # the address itself is sent unchanged
+
+
+def test_a_track_call_sends_the_campaign_of_its_page():
+    params = params_of(track(context={"page": {"url": CAMPAIGN_URL}}))
+    assert campaign_of(params) == CAMPAIGN_PARAMS
+    assert "ce_url" not in params  # still no page-view parameters on a track call
+
+
+def test_woo_parameters_count_when_there_is_no_utm_one():
+    url = "https://s.example/?woo_campaign=w&woo_source=ws&utm_source=us"
+    params = params_of({"type": "page", "anonymousId": ANON, "context": {"page": {"url": url}}})
+    assert campaign_of(params) == {"ce_campaign_name": "w", "ce_campaign_source": "us"}
+
+
+def test_page_path_and_search_without_a_full_url_carry_the_campaign_too():
+    page = {"path": "/p", "search": "?utm_campaign=spring%20sale"}
+    params = params_of({"type": "page", "anonymousId": ANON, "context": {"page": page}})
+    assert campaign_of(params) == {"ce_campaign_name": "spring sale"}
+
+
+def test_context_campaign_is_sent_and_the_address_wins_a_tie():
+    context = {"campaign": {"name": "from-context", "source": "ctx-source", "medium": "cpc", "term": None,
+                            "content": "", "ignored": "x"},
+               "page": {"url": "https://s.example/?utm_campaign=from-url"}}
+    params = params_of(track(context=context))
+    assert campaign_of(params) == {"ce_campaign_name": "from-url", "ce_campaign_source": "ctx-source",
+                                   "ce_campaign_medium": "cpc"}
+
+
+def test_a_property_of_the_same_name_wins_over_the_campaign():
+    params = params_of(track(properties={"campaign_name": "mine"}, context={"page": {"url": CAMPAIGN_URL}}))
+    assert params["ce_campaign_name"] == "mine"
+
+
+def test_identify_calls_carry_no_campaign():
+    obj = dict(SEED_IDENTIFY, context={"campaign": {"name": "x"}, "page": {"url": CAMPAIGN_URL}})
+    assert campaign_of(params_of(obj)) == {}
+
+
+@pytest.mark.parametrize("call", ["page", "track", "identify"])
+def test_language_and_screen_are_visit_parameters_on_every_call(call):
+    obj = {"page": dict(PAGE), "track": track(), "identify": dict(SEED_IDENTIFY)}[call]
+    obj["context"] = dict(obj["context"], locale="en-GB", screen={"width": 1440, "height": 900, "density": 2})
+    params = params_of(obj)
+    assert (params["language"], params["screen"]) == ("en-GB", "1440x900")
+    assert "ce_locale" not in params and "cv_screen" not in params
+
+
+@pytest.mark.parametrize("screen", [{"width": 1440}, {"width": 0, "height": 900}, {"width": "1440", "height": 900},
+                                    {"width": 1440.5, "height": 900}, {"width": True, "height": 900}, "1440x900",
+                                    {"width": float("inf"), "height": 900}])
+def test_a_screen_without_two_positive_whole_sides_is_left_out(screen):
+    params = params_of(track(context={"screen": screen, "locale": ""}))
+    assert "screen" not in params and "language" not in params
+
+
+def test_screen_sides_as_whole_floats():
+    assert params_of(track(context={"screen": {"width": 1440.0, "height": 900.0}}))["screen"] == "1440x900"

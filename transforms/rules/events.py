@@ -63,6 +63,11 @@ class Event:
         return self.original.get("event")
 
     @property
+    def anonymous_id(self) -> str | None:
+        """The call's ``anonymousId`` as text (numbers accepted), None when it has none."""
+        return _identifier(self.original.get("anonymousId"))
+
+    @property
     def own_traits(self) -> dict[str, Any]:
         """Traits carried by this event itself: ``traits`` (identify) and ``context.traits``."""
         traits: dict[str, Any] = {}
@@ -75,11 +80,8 @@ class Event:
 
     @property
     def own_cookie(self) -> str | None:
-        """The Woopra visitor cookie captured by the tag, ``vendor_ids.woopra_cookie``."""
-        vendor_ids = self.original.get("vendor_ids")
-        if isinstance(vendor_ids, dict):
-            return _identifier(vendor_ids.get("woopra_cookie"))
-        return None
+        """The Woopra visitor cookie this call carries (``woopra_cookie``)."""
+        return woopra_cookie(self.original)[0]
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,11 @@ def _finite_float(text: str) -> float:
 # number too large for a float (1e400) would silently become infinity. One decoder for every
 # input: ``json.loads`` with options builds a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def json_decoder() -> json.JSONDecoder:
+    """A decoder with the job's rules: no ``NaN``/``Infinity``, no number too large for a float."""
+    return _DECODER
 
 
 def _decode(text: str) -> Any:
@@ -379,6 +386,56 @@ def validate_event(
         attributes=attributes,
         source=source,
     )
+
+
+VENDOR_COOKIE = "vendor_ids.woopra_cookie"
+EXTERNAL_ID_COOKIE = "context.externalId woopraId"
+INTEGRATIONS_COOKIE = "integrations.Woopra.cookie"
+
+
+def woopra_cookie(original: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The Woopra visitor cookie an event carries, and the field it came from (docs/behaviour.md#identity):
+    the first of ``vendor_ids.woopra_cookie`` (our tag), ``context.externalId`` of type ``woopraId``
+    (RudderStack's events), ``integrations.Woopra.cookie`` (Segment-style events)."""
+    vendor_ids = original.get("vendor_ids")
+    if isinstance(vendor_ids, dict):
+        cookie = _identifier(vendor_ids.get("woopra_cookie"))
+        if cookie is not None:
+            return cookie, VENDOR_COOKIE
+    context = original.get("context")
+    if isinstance(context, dict) and "externalId" in context:
+        cookie = external_id_cookie(context["externalId"])
+        if cookie is not None:
+            return cookie, EXTERNAL_ID_COOKIE
+    integrations = original.get("integrations")
+    if isinstance(integrations, dict) and integrations:
+        cookie = integrations_cookie(integrations)
+        if cookie is not None:
+            return cookie, INTEGRATIONS_COOKIE
+    return None, None
+
+
+def external_id_cookie(external_ids: Any) -> str | None:
+    """The ``id`` of the first ``{"type": "woopraId", "id": ...}`` in a RudderStack ``context.externalId``
+    list (the type compared case-insensitively)."""
+    if not isinstance(external_ids, list):
+        return None
+    for entry in external_ids:
+        if isinstance(entry, dict) and isinstance(entry.get("type"), str) and entry["type"].lower() == "woopraid":
+            cookie = _identifier(entry.get("id"))
+            if cookie is not None:
+                return cookie
+    return None
+
+
+def integrations_cookie(integrations: Mapping[str, Any]) -> str | None:
+    """``integrations.Woopra.cookie`` of a Segment-style event (``Woopra`` as Segment spells it, else
+    any casing of it)."""
+    options = integrations.get("Woopra")
+    if not isinstance(options, dict):
+        options = next((value for key, value in integrations.items()
+                        if isinstance(key, str) and key.lower() == "woopra" and isinstance(value, dict)), None)
+    return _identifier(options.get("cookie")) if options is not None else None
 
 
 def _identifier(value: Any) -> str | None:

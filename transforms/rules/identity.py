@@ -143,12 +143,6 @@ def fallback_cookie(anonymous_id: str) -> str:
     return digest.hexdigest().upper()
 
 
-def _has_identifier(traits: dict[str, Any], user_id: str | None) -> bool:
-    """Whether Woopra can merge the call on cv_id or cv_email without a cookie."""
-    email = traits.get("email")
-    return bool(user_id) or (isinstance(email, str) and bool(email.strip()))
-
-
 def enrich(event: Event, identity: VisitorIdentity) -> Event:
     """Remember what ``event`` says, then return it carrying every trait known for its visitor.
 
@@ -165,9 +159,13 @@ def with_known_identity(event: Event, known: KnownIdentity | None) -> Event:
     traits.update((key.lower(), value) for key, value in event.own_traits.items())
     user_id = event.user_id or (known.user_id if known else None)
     cookie = event.own_cookie or (known.cookie if known else None)
-    if cookie is None and not _has_identifier(traits, user_id):
-        anonymous_id = event.original.get("anonymousId")
-        cookie = fallback_cookie(str(anonymous_id) if anonymous_id is not None else event.visitor)
+    if cookie is None:
+        # Every call of an anonymousId carries the same derived cookie, identified or not: the
+        # identified calls are what tie that cookie (the anonymous history) to cv_id/cv_email
+        # (docs/behaviour.md#identity). A call with only a userId keeps cv_id alone.
+        anonymous_id = event.anonymous_id
+        if anonymous_id is not None:
+            cookie = fallback_cookie(anonymous_id)
     return dataclasses.replace(event, traits=traits, user_id=user_id, cookie=cookie)
 
 
