@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ from transforms.rules.events import Event, RawInput, parse_input
 
 FALLBACK_COOKIE_LENGTH = 24
 MS_PER_DAY = 86_400_000
+
+
+def _shared(text: str | None) -> str | None:
+    """One object for every copy of the same id or cookie: a visitor's calls repeat theirs, and a
+    batch survey keeps a fact per call (pickling keeps the sharing within what it writes)."""
+    return sys.intern(text) if type(text) is str else text
 
 
 class IdentityFact(NamedTuple):
@@ -43,7 +50,7 @@ class IdentityFact(NamedTuple):
         own = event.own_traits
         # Woopra's cv_ names are lower-case: "Name" and "name" are one trait.
         traits = {key.lower(): value for key, value in own.items()} if own else None
-        return cls(event.timestamp_ms, traits, event.user_id, event.own_cookie)
+        return cls(event.timestamp_ms, traits, _shared(event.user_id), _shared(event.own_cookie))
 
     @property
     def says_something(self) -> bool:
