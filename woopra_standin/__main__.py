@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -89,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context=ssl_context,
         show_pii=args.show_pii,
     )
+    if args.record:
+        try:  # its own message: a file that cannot be written is not a port that cannot be bound
+            os.makedirs(os.path.dirname(args.record) or ".", exist_ok=True)
+            open(args.record, "a", encoding="utf-8").close()
+        except OSError as exc:
+            print(f"woopra stand-in could not open --record {args.record}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     try:
         standin.start()
     except OSError as exc:

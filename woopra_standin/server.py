@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -194,6 +195,7 @@ class StandIn:
         if self._thread is not None:
             raise RuntimeError("stand-in already started")
         if self.record_path:
+            os.makedirs(os.path.dirname(self.record_path) or ".", exist_ok=True)  # out/received.jsonl on a fresh clone
             self._record_file = open(self.record_path, "a", encoding="utf-8")  # noqa: SIM115
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="woopra-standin", daemon=True)

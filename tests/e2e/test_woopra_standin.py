@@ -462,3 +462,22 @@ def test_cli_needs_both_tls_files(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "woopra_standin", "--port", "0", "--tls-cert", "x.pem"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--tls-cert and --tls-key go together" in done.stderr
+
+
+def test_cli_records_into_a_folder_it_creates_and_names_a_record_file_it_cannot_open(tmp_path: Path) -> None:
+    record = tmp_path / "out" / "received.jsonl"  # out/ does not exist yet, as on a fresh clone
+    proc, url = _start_cli("--quiet", "--record", str(record))
+    try:
+        assert requests.get(f"{url}/ce/", params={"project": "p", "event": "one"}, timeout=TIMEOUT).ok
+    finally:
+        _stop_cli(proc)
+    assert [json.loads(line)["params"]["event"] for line in record.read_text().splitlines()] == ["one"]
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = subprocess.run([sys.executable, "-m", "woopra_standin", "--port", "0", "--record",
+                           str(blocker / "received.jsonl")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1
+    # makedirs meets a file where the folder should be: one line naming --record, not the port.
+    assert done.stderr.strip() == f"woopra stand-in could not open --record {blocker / 'received.jsonl'}: File exists"
