@@ -34,8 +34,10 @@ streaming, the one released first does not see the other's.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -49,7 +51,7 @@ from transforms.counters import counter
 from transforms.failures import DeadLetterOutput, StepFailures
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
-from transforms.rules.event_id import event_id, fact_rank, first_copy, id_digest, position_rank
+from transforms.rules.event_id import canonical_json, event_id, fact_rank, first_copy, id_digest, position_rank
 from transforms.rules.events import Event, RawInput
 from transforms.rules.identity import (
     MS_PER_DAY,
@@ -67,16 +69,68 @@ JOINS = ("side_input", "shuffle")
 
 # What the survey keeps of one call: its id (``id_digest``), its fact, where it was read (``position_rank``).
 SurveyRecord = tuple[bytes, IdentityFact, int]
-# A visitor's calls, small enough for millions: id → the sent copy's position and event time packed
-# in one number (``_pack``); id → that copy's fact, only when it says something; id → copies, only
-# for ids seen more than once.
-VisitorCalls = tuple[dict[bytes, int], dict[bytes, IdentityFact], dict[bytes, int]]
-TIME_BITS = 48  # event times are validated to be before 10000-01-01: under 2**48 ms
-TIME_MASK = (1 << TIME_BITS) - 1
+# One call in ``VisitorCalls.calls``: id digest, position rank, event time (ms), fact number (-1: none).
+_CALL = struct.Struct("<16sqqi")
+_SAYS_NOTHING = -1
 
 
-def _pack(position: int, at_ms: int) -> int:
-    return position << TIME_BITS | at_ms
+@dataclass(slots=True)
+class VisitorCalls:
+    """One visitor's calls as the survey keeps them: 36 bytes each, and each different thing they
+    say about the visitor once (most calls of a visitor repeat the same cookie and user id).
+
+    Copies of an id are kept as they come; which one is sent is decided at the end (``sent_copies``).
+    """
+
+    calls: bytearray = field(default_factory=bytearray)
+    facts: list[IdentityFact] = field(default_factory=list)  # at_ms 0: the time is the call's
+    fact_numbers: dict[tuple[str | None, str | None, str], int] | None = None  # rebuilt after ``drop_index``
+
+    def add(self, key: bytes, position: int, at_ms: int, fact: IdentityFact | None) -> None:
+        number = self._number(fact) if fact is not None and fact.says_something else _SAYS_NOTHING
+        self.calls += _CALL.pack(key, position, at_ms, number)
+
+    def add_all(self, other: VisitorCalls) -> None:
+        for key, position, at_ms, number in _CALL.iter_unpack(other.calls):
+            self.add(key, position, at_ms, other.facts[number] if number != _SAYS_NOTHING else None)
+
+    def drop_index(self) -> None:
+        """Forget the lookup of facts (it is rebuilt when needed): less to carry between steps."""
+        self.fact_numbers = None
+
+    def _number(self, fact: IdentityFact) -> int:
+        if self.fact_numbers is None:
+            self.fact_numbers = {}
+            for number, known in enumerate(self.facts):
+                self.fact_numbers.setdefault(_fact_key(known), number)
+        key = _fact_key(fact)
+        known_number = self.fact_numbers.get(key)
+        if known_number is not None and self.facts[known_number].traits == fact.traits:
+            return known_number
+        # New, or the same JSON text for different values (a date and its text): kept apart.
+        self.facts.append(fact._replace(at_ms=0))
+        self.fact_numbers.setdefault(key, len(self.facts) - 1)
+        return len(self.facts) - 1
+
+    def sent_copies(self) -> tuple[dict[bytes, tuple[int, IdentityFact]], dict[bytes, int]]:
+        """Per id, the copy that is sent (``first_copy``: its position and its fact, at its time),
+        and per id read more than once, how many copies."""
+        sent: dict[bytes, tuple[int, IdentityFact]] = {}
+        copies: dict[bytes, int] = {}
+        for key, position, at_ms, number in _CALL.iter_unpack(self.calls):
+            fact = self.facts[number]._replace(at_ms=at_ms) if number != _SAYS_NOTHING else IdentityFact(at_ms)
+            known = sent.get(key)
+            if known is None:
+                sent[key] = (position, fact)
+                continue
+            copies[key] = copies.get(key, 1) + 1
+            if _is_first(fact, position, known[1], known[0]):
+                sent[key] = (position, fact)
+        return sent, copies
+
+
+def _fact_key(fact: IdentityFact) -> tuple[str | None, str | None, str]:
+    return fact.user_id, fact.cookie, canonical_json(fact.traits) if fact.traits else ""
 
 
 class VisitorSurvey(NamedTuple):
@@ -131,33 +185,11 @@ class _VisitorSurveyFn(beam.CombineFn):
         self.ttl_ms = ttl_ms
 
     def create_accumulator(self) -> VisitorCalls:
-        return {}, {}, {}
-
-    @staticmethod
-    def _fold(calls: VisitorCalls, key: bytes, packed: int, fact: IdentityFact | None, copies: int) -> None:
-        """Fold ``copies`` calls of id ``key`` (the first of them ``packed``/``fact``) into ``calls``."""
-        sent, facts, repeated = calls
-        known = sent.get(key)
-        if known is None:
-            sent[key] = packed
-            if fact is not None:
-                facts[key] = fact
-            if copies > 1:
-                repeated[key] = copies
-            return
-        repeated[key] = repeated.get(key, 1) + copies
-        position, at_ms = packed >> TIME_BITS, packed & TIME_MASK
-        known_fact = facts.get(key) or IdentityFact(known & TIME_MASK)
-        if _is_first(fact or IdentityFact(at_ms), position, known_fact, known >> TIME_BITS):
-            sent[key] = packed
-            if fact is not None:
-                facts[key] = fact
-            else:
-                facts.pop(key, None)
+        return VisitorCalls()
 
     def add_input(self, calls: VisitorCalls, record: SurveyRecord) -> VisitorCalls:
         key, fact, position = record
-        self._fold(calls, key, _pack(position, fact.at_ms), fact if fact.says_something else None, 1)
+        calls.add(key, position, fact.at_ms, fact)
         return calls
 
     def merge_accumulators(self, accumulators: Iterable[VisitorCalls]) -> VisitorCalls:
@@ -165,20 +197,23 @@ class _VisitorSurveyFn(beam.CombineFn):
         for calls in accumulators:
             if merged is None:
                 merged = calls
-                continue
-            sent, facts, repeated = calls
-            for key, packed in sent.items():
-                self._fold(merged, key, packed, facts.get(key), repeated.get(key, 1))
+            else:
+                merged.add_all(calls)
         return merged if merged is not None else self.create_accumulator()
 
+    def compact(self, calls: VisitorCalls) -> VisitorCalls:
+        calls.drop_index()
+        return calls
+
     def extract_output(self, calls: VisitorCalls) -> VisitorSurvey:
-        sent, facts, repeated = calls
-        first_copies = tuple((key, sent[key] >> TIME_BITS) for key in repeated)
+        sent, copies = calls.sent_copies()
+        first_copies = tuple((key, sent[key][0]) for key in copies)
+        facts = [fact for _, fact in sent.values() if fact.says_something]
         # A lone call already carries everything it says: its visitor needs no timeline.
         if not facts or len(sent) < 2:
             return VisitorSurvey(None, first_copies)
-        spans = merge_spans(((packed & TIME_MASK, packed & TIME_MASK) for packed in sent.values()), self.ttl_ms)
-        return VisitorSurvey(IdentityTimeline.build(spans, facts.values()), first_copies)
+        spans = merge_spans(((fact.at_ms, fact.at_ms) for _, fact in sent.values()), self.ttl_ms)
+        return VisitorSurvey(IdentityTimeline.build(spans, facts), first_copies)
 
 
 def _timeline(survey: tuple[str, VisitorSurvey]) -> Iterator[tuple[str, IdentityTimeline]]:

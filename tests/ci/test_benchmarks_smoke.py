@@ -183,3 +183,10 @@ def test_bench_backfill_full_kill_and_resume() -> None:
     resume = results["backfill_resume"]
     assert resume["events"] == 20_000 and len(resume["results"]) == 3
     assert_resumed_without_loss(resume)
+
+
+def test_bench_memory_smoke() -> None:
+    result = run_smoke("bench_memory.py")
+    (run,) = result["results"]
+    assert run["events"] == 2000 and result["pass"], result
+    assert 0 < run["peak_rss_mib"] <= run["target_mib"] == 450

@@ -37,7 +37,7 @@ def make(call_type, at_ms, **fields):
 def timeline_of(events, ttl_ms=TTL_MS, split=1, seed=0):
     """Build the timeline as the Beam combiner would: facts in ``split`` shuffled accumulators."""
     fn = _VisitorSurveyFn(ttl_ms)
-    records = [(n, IdentityFact.of(e), n) for n, e in enumerate(events)]  # each call its own id
+    records = [(n.to_bytes(16, "big"), IdentityFact.of(e), n) for n, e in enumerate(events)]  # each call its own id
     random.Random(seed).shuffle(records)
     accumulators = []
     for part in range(split):

@@ -3,6 +3,7 @@ and Select to send (slices and the ledger). docs/backfill.md."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import time
@@ -131,6 +132,9 @@ def test_both_joins_enrich_as_the_rules_applied_in_order(seed, join):
         assert_that(out, equal_to(expected))
 
 
+ID_1, ID_2 = b"1" * 16, b"2" * 16  # two id digests
+
+
 def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
     fold = _VisitorSurveyFn(ttl_ms=10**9)
 
@@ -141,10 +145,11 @@ def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
         return fold.extract_output(calls)
 
     cookie = IdentityFact(1000, None, None, "COOKIE")
-    assert survey((1, cookie, 7)) == (None, ())
-    assert survey((1, cookie, 7), (1, cookie, 3)) == (None, ((1, 3),))  # a copy is not a second call; sent: read at 3
-    assert survey((1, cookie, 7), (2, IdentityFact(2000), 8)).timeline is not None
-    assert survey((1, IdentityFact(1), 1), (2, IdentityFact(2), 2)).timeline is None  # two calls that say nothing
+    assert survey((ID_1, cookie, 7)) == (None, ())
+    # A copy is not a second call; the copy sent is the one read at 3.
+    assert survey((ID_1, cookie, 7), (ID_1, cookie, 3)) == (None, ((ID_1, 3),))
+    assert survey((ID_1, cookie, 7), (ID_2, IdentityFact(2000), 8)).timeline is not None
+    assert survey((ID_1, IdentityFact(1), 1), (ID_2, IdentityFact(2), 2)).timeline is None  # two calls that say nothing
 
 
 def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merging():
@@ -152,23 +157,36 @@ def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merg
     free, pro = (IdentityFact(1000, {"plan": "free"}), 9), (IdentityFact(1000, {"plan": "pro"}), 1)
     later, same = (IdentityFact(5000, {"plan": "team"}), 2), (IdentityFact(1000, {"plan": "free"}), 4)
     silent = (IdentityFact(1000), 99)  # says nothing: the least by what it says
-    other = (IdentityFact(3000, {"plan": "x"}), 5)
+    other = (IdentityFact(3000, {"plan": "x"}), 5)  # another id, whose fact the timeline shows from 3000
     for parts in ([[free], [pro, later, same]], [[pro], [same], [free], [later]], [[later, pro, same, free]],
                   [[silent, other], [free, pro]], [[free], [silent], [other, later]]):
         accumulators = []
         for part in parts:
             accumulator = fold.create_accumulator()
             for fact, position in part:
-                key = 2 if fact.at_ms == 3000 else 1
+                key = ID_2 if fact.at_ms == 3000 else ID_1
                 accumulator = fold.add_input(accumulator, (key, fact, position))
-            accumulators.append(accumulator)
-        sent, facts, repeated = fold.merge_accumulators(accumulators)
-        copies = sum(len(part) for part in parts) - (1 if any(other in part for part in parts) else 0)
-        if any(silent in part for part in parts):
-            assert 1 not in facts and sent[1] >> 48 == 99 and repeated[1] == copies
+            accumulators.append(fold.compact(accumulator))
+        survey = fold.extract_output(fold.merge_accumulators(accumulators))
+        silent_sent = any(silent in part for part in parts)
+        assert survey.first_copies == ((ID_1, 99 if silent_sent else 4),)  # "free" at 4 is less than at 9
+        if any(other in part for part in parts):  # a second id: the visitor has a timeline
+            known_at_2000 = survey.timeline.at(2000)
+            assert (known_at_2000 is None) if silent_sent else (known_at_2000.traits == {"plan": "free"})
+            assert survey.timeline.at(3000).traits["plan"] == "x"
         else:
-            assert facts[1] == free[0] and sent[1] >> 48 == 4 and repeated[1] == copies
-        assert sent[1] & ((1 << 48) - 1) == 1000
+            assert survey.timeline is None  # one id: its copy carries all it says
+
+
+def test_values_with_the_same_json_text_stay_apart_in_the_survey():
+    fold = _VisitorSurveyFn(ttl_ms=10**9)
+    calls = fold.create_accumulator()
+    day = datetime.date(2026, 1, 2)
+    for n, traits in enumerate([None, None, {"since": day}, {"since": "2026-01-02"}, {"since": day}]):
+        fold.add_input(calls, (bytes([n]) * 16, IdentityFact(1000 + n, traits, None, "COOKIE"), n))
+    timeline = fold.extract_output(calls).timeline
+    assert [timeline.at(1000 + n).traits for n in range(2, 5)] == [{"since": day}, {"since": "2026-01-02"},
+                                                                  {"since": day}]
 
 
 def test_an_unknown_join_is_refused():

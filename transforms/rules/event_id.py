@@ -25,7 +25,7 @@ from transforms.rules.identity import IdentityFact
 CONTENT_PREFIX = "content:"
 
 
-def _canonical(value: Any) -> str:
+def canonical_json(value: Any) -> str:
     """``value`` as JSON with keys sorted: the same text for the same content, whatever the order."""
     # ensure_ascii keeps lone surrogates writable; default=str covers Parquet's dates and bytes.
     try:
@@ -35,7 +35,7 @@ def _canonical(value: Any) -> str:
 
 
 def _content_hash(original: Mapping[str, Any]) -> str:
-    return hashlib.blake2b(_canonical(original).encode("ascii"), digest_size=16).hexdigest()
+    return hashlib.blake2b(canonical_json(original).encode("ascii"), digest_size=16).hexdigest()
 
 
 def event_id(original: Mapping[str, Any]) -> str:
@@ -50,7 +50,7 @@ def event_id(original: Mapping[str, Any]) -> str:
 
 def fact_rank(fact: IdentityFact) -> tuple[int, str, str, str]:
     """Orders copies by what they say about their visitor (the first two keys of ``first_copy``)."""
-    traits = _canonical(fact.traits) if fact.traits else ""
+    traits = canonical_json(fact.traits) if fact.traits else ""
     return fact.at_ms, fact.user_id or "", fact.cookie or "", traits
 
 
