@@ -27,7 +27,7 @@ from apache_beam.transforms import userstate
 from pipeline.direct_runner import FIXES, speed_up_direct_runner
 from transforms.deliver import _DeliverFn
 from transforms.delivery.settings import DeliverySettings
-from transforms.enrich_identity import _EnrichIdentityStatefulFn
+from transforms.identity_streaming import _EnrichIdentityStatefulFn
 
 original = userstate.get_dofn_specs
 dofns = [_EnrichIdentityStatefulFn(1000, 1000), _DeliverFn(DeliverySettings()),

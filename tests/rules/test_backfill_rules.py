@@ -87,7 +87,7 @@ def test_end_must_come_after_start():
 
 
 def test_copies_that_say_the_same_of_different_visitors_are_ordered_by_visitor_before_content():
-    # The survey keeps the least identity_rank; the copy sent must be that one's visitor.
+    # The identity pass keeps the least identity_rank; the copy sent must be that one's visitor.
     a = Event(original={"type": "page", "messageId": "m", "anonymousId": "b", "z": 0}, type="page", visitor="b",
               timestamp_ms=1000)
     b = Event(original={"type": "page", "messageId": "m", "anonymousId": "a", "z": 1}, type="page", visitor="a",

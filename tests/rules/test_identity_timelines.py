@@ -11,7 +11,7 @@ import json
 import random
 
 from tests.rules.test_identity import make as make_call
-from transforms.enrich_identity import _VisitorSurveyFn
+from transforms.identity_batch import SummarizeVisitorFn
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.events import RawInput
 from transforms.rules.identity import (
@@ -36,7 +36,7 @@ def make(call_type, at_ms, **fields):
 
 def timeline_of(events, ttl_ms=TTL_MS, split=1, seed=0):
     """Build the timeline as the Beam combiner would: facts in ``split`` shuffled accumulators."""
-    fn = _VisitorSurveyFn(ttl_ms)
+    fn = SummarizeVisitorFn(ttl_ms)
     records = [(n.to_bytes(16, "big"), IdentityFact.of(e), n) for n, e in enumerate(events)]  # each call its own id
     random.Random(seed).shuffle(records)
     accumulators = []

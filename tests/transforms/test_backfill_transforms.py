@@ -17,7 +17,8 @@ from apache_beam.utils.timestamp import Timestamp
 from tests.conftest import batch_pipeline, streaming_pipeline
 from transforms.counters import process_tally
 from transforms.delivery.ledger import LedgerWriter, delivered_files
-from transforms.enrich_identity import EnrichIdentity, _VisitorSurveyFn
+from transforms.enrich_identity import EnrichIdentity
+from transforms.identity_batch import SummarizeVisitorFn
 from transforms.parse_events import ParseEvents
 from transforms.read_events import ReadEvents
 from transforms.rules.event_id import event_id, first_copy, ledger_key
@@ -77,7 +78,7 @@ def test_a_batch_sends_each_id_once_the_earliest_copy(join):
 @pytest.mark.parametrize("join", ["side_input", "shuffle"])
 def test_identity_learns_from_the_copy_that_is_sent_only(join, tmp_path):
     # Two copies of one identify (same messageId) that disagree: the job sends one, and the later
-    # track carries that one's traits, never the other's, also when the survey reads the file.
+    # track carries that one's traits, never the other's, also when the identity pass reads the file.
     plain = call(type="identify", messageId="m-1", traits={"plan": "free"}, timestamp="2026-03-02T09:00:00Z")
     other = call(type="identify", messageId="m-1", traits={"plan": "pro"}, timestamp="2026-03-02T09:00:00Z")
     later = call(messageId="m-2", timestamp="2026-03-02T10:00:00Z")
@@ -136,24 +137,25 @@ ID_1, ID_2 = b"1" * 16, b"2" * 16  # two id digests
 
 
 def test_a_visitor_with_one_call_needs_no_timeline_and_two_calls_do():
-    fold = _VisitorSurveyFn(ttl_ms=10**9)
+    fold = SummarizeVisitorFn(ttl_ms=10**9)
 
-    def survey(*records):
+    def summary(*records):
         calls = fold.create_accumulator()
         for record in records:
             calls = fold.add_input(calls, record)
         return fold.extract_output(calls)
 
     cookie = IdentityFact(1000, None, None, "COOKIE")
-    assert survey((ID_1, cookie, 7)) == (None, ())
+    assert summary((ID_1, cookie, 7)) == (None, ())
     # A copy is not a second call; the copy sent is the one read at 3.
-    assert survey((ID_1, cookie, 7), (ID_1, cookie, 3)) == (None, ((ID_1, 3),))
-    assert survey((ID_1, cookie, 7), (ID_2, IdentityFact(2000), 8)).timeline is not None
-    assert survey((ID_1, IdentityFact(1), 1), (ID_2, IdentityFact(2), 2)).timeline is None  # two calls that say nothing
+    assert summary((ID_1, cookie, 7), (ID_1, cookie, 3)) == (None, ((ID_1, 3),))
+    assert summary((ID_1, cookie, 7), (ID_2, IdentityFact(2000), 8)).timeline is not None
+    # Two calls that say nothing: no timeline.
+    assert summary((ID_1, IdentityFact(1), 1), (ID_2, IdentityFact(2), 2)).timeline is None
 
 
-def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merging():
-    fold = _VisitorSurveyFn(ttl_ms=10**9)
+def test_the_identity_pass_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merging():
+    fold = SummarizeVisitorFn(ttl_ms=10**9)
     free, pro = (IdentityFact(1000, {"plan": "free"}), 9), (IdentityFact(1000, {"plan": "pro"}), 1)
     later, same = (IdentityFact(5000, {"plan": "team"}), 2), (IdentityFact(1000, {"plan": "free"}), 4)
     silent = (IdentityFact(1000), 99)  # says nothing: the least by what it says
@@ -167,19 +169,19 @@ def test_the_survey_keeps_the_fact_of_the_copy_that_is_sent_in_any_order_of_merg
                 key = ID_2 if fact.at_ms == 3000 else ID_1
                 accumulator = fold.add_input(accumulator, (key, fact, position))
             accumulators.append(fold.compact(accumulator))
-        survey = fold.extract_output(fold.merge_accumulators(accumulators))
+        summary = fold.extract_output(fold.merge_accumulators(accumulators))
         silent_sent = any(silent in part for part in parts)
-        assert survey.first_copies == ((ID_1, 99 if silent_sent else 4),)  # "free" at 4 is less than at 9
+        assert summary.first_copies == ((ID_1, 99 if silent_sent else 4),)  # "free" at 4 is less than at 9
         if any(other in part for part in parts):  # a second id: the visitor has a timeline
-            known_at_2000 = survey.timeline.at(2000)
+            known_at_2000 = summary.timeline.at(2000)
             assert (known_at_2000 is None) if silent_sent else (known_at_2000.traits == {"plan": "free"})
-            assert survey.timeline.at(3000).traits["plan"] == "x"
+            assert summary.timeline.at(3000).traits["plan"] == "x"
         else:
-            assert survey.timeline is None  # one id: its copy carries all it says
+            assert summary.timeline is None  # one id: its copy carries all it says
 
 
-def test_values_with_the_same_json_text_stay_apart_in_the_survey():
-    fold = _VisitorSurveyFn(ttl_ms=10**9)
+def test_values_with_the_same_json_text_stay_apart_in_the_identity_pass():
+    fold = SummarizeVisitorFn(ttl_ms=10**9)
     calls = fold.create_accumulator()
     day = datetime.date(2026, 1, 2)
     for n, traits in enumerate([None, None, {"since": day}, {"since": "2026-01-02"}, {"since": day}]):

@@ -64,7 +64,7 @@ POSITION_OFFSET = 1 << 63  # position ranks are shifted into a signed 64-bit int
 
 def position_rank(source: str) -> int:
     """Orders copies that say the same by where they were read (``Event.source``): a number in a
-    signed 64-bit integer's range (Beam's integer coder), so the survey keeps 8 bytes a call
+    signed 64-bit integer's range (Beam's integer coder), so the identity pass keeps 8 bytes a call
     rather than the path."""
     digest = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") - POSITION_OFFSET
@@ -76,7 +76,7 @@ def first_copy(copies: Iterable[Event]) -> Event:
 
 
 def id_digest(event_id_text: str) -> bytes:
-    """The id's 128-bit hash: what the batch survey and the ledger keep per call, fewer bytes than
+    """The id's 128-bit hash: what the batch identity pass and the ledger keep per call, fewer bytes than
     most ids (and bytes, which Beam's coders carry as they are)."""
     return hashlib.blake2b(event_id_text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 

@@ -33,7 +33,7 @@ MS_PER_DAY = 86_400_000
 
 def _shared(text: str | None) -> str | None:
     """One object for every copy of the same id or cookie: a visitor's calls repeat theirs, and a
-    batch survey keeps a fact per call (pickling keeps the sharing within what it writes)."""
+    batch identity pass compares the facts of a visitor's calls (pickling keeps the sharing)."""
     return sys.intern(text) if type(text) is str else text
 
 
