@@ -9,27 +9,30 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from transforms.rules.json_text import (
+    MAX_DEPTH,
+    UTF8_BOM,
+    decode_json,
+    input_as_text,
+    json_decoder,
+    may_have_structure_problem,
+    structure_problem,
+)
+
+__all__ = ["MAX_DEPTH", "UTF8_BOM", "json_decoder"]  # the job's JSON rules, read through this module too
+
 DELIVERED_TYPES = frozenset({"page", "track", "identify"})
 UNSUPPORTED_TYPES = frozenset({"group", "alias", "screen"})
-# Deeper JSON is refused (docs/behaviour.md): real events nest a handful of levels, and a very
-# deep one would exhaust the recursion of every later step that walks or copies it.
-MAX_DEPTH = 64
 # Event times Woopra can take: from the Unix epoch (earlier times are not meaningful to Woopra)
 # to the last millisecond of year 9999.
 FIRST_EVENT_MS = 0
 LAST_EVENT_MS = 253_402_300_799_999
-UTF8_BOM = b"\xef\xbb\xbf"
-# A JSON escape of a UTF-16 surrogate: only text with one can decode to a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def decode_nested_json(row: dict[str, Any]) -> dict[str, Any]:
         value = decoded.get(key)
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
-                decoded[key] = _decode(value)
+                decoded[key] = decode_json(value)
             except (ValueError, RecursionError):
                 pass  # left as a string: validation reports it
     return {k: v for k, v in decoded.items() if v is not None or k in ("event", "raw")}
@@ -165,87 +168,6 @@ def decode_nested_json(row: dict[str, Any]) -> dict[str, Any]:
 def is_dead_letter(obj: Any) -> bool:
     """True for a dead-letter record (docs/behaviour.md#dead-letters) rather than an event."""
     return isinstance(obj, dict) and "reason" in obj and "failed_at" in obj and ("event" in obj or "raw" in obj)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"the number {text[:40]} is out of range")
-    return number
-
-
-# NaN and Infinity are not JSON (Python's parser accepts them unless told otherwise), and a
-# number too large for a float (1e400) would silently become infinity. One decoder for every
-# input: ``json.loads`` with options builds a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
-
-
-def json_decoder() -> json.JSONDecoder:
-    """A decoder with the job's rules: no ``NaN``/``Infinity``, no number too large for a float."""
-    return _DECODER
-
-
-def _decode(text: str) -> Any:
-    return _DECODER.decode(text)
-
-
-def _as_text(payload: str | bytes) -> tuple[str, str | None]:
-    """The input as text (a UTF-8 byte-order mark dropped), and the exact bytes when not UTF-8.
-
-    Undecodable bytes are kept twice: readable with U+FFFD in their place, and exact in base64.
-    """
-    if isinstance(payload, str):
-        return (payload[1:] if payload.startswith("\ufeff") else payload), None
-    if payload.startswith(UTF8_BOM):
-        payload = payload[len(UTF8_BOM):]
-    try:
-        return payload.decode("utf-8"), None
-    except UnicodeDecodeError:
-        return payload.decode("utf-8", "replace"), base64.b64encode(payload).decode("ascii")
-
-
-def structure_problem(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
-    """Why a decoded JSON value cannot travel through the job, or None: too deep, or a lone surrogate.
-
-    Iterative, so it is safe however deep the value is.
-    """
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            if depth > max_depth:
-                return f"nested deeper than {max_depth} levels"
-            for key, member in item.items():
-                if isinstance(key, str) and _has_lone_surrogate(key):
-                    return f"a key holds a lone UTF-16 surrogate: {key.encode('utf-8', 'backslashreplace')!r}"
-                pending.append((member, depth + 1))
-        elif isinstance(item, list):
-            if depth > max_depth:
-                return f"nested deeper than {max_depth} levels"
-            pending.extend((member, depth + 1) for member in item)
-        elif isinstance(item, str) and _has_lone_surrogate(item):
-            return f"a value holds a lone UTF-16 surrogate: {item.encode('utf-8', 'backslashreplace')[:80]!r}"
-    return None
-
-
-def _has_lone_surrogate(text: str) -> bool:
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _may_have_structure_problem(text: str) -> bool:
-    """Cheap test on the input text: can its JSON be too deep or hold a lone surrogate?"""
-    return (text.count("{") + text.count("[") > MAX_DEPTH
-            or _SURROGATE_ESCAPE.search(text) is not None or _has_lone_surrogate(text))
 
 
 def parse_input(
@@ -259,66 +181,81 @@ def parse_input(
     """
     if raw.fallback_time_ms is not None:
         now_ms = raw.fallback_time_ms
-    payload = raw.payload
-    attributes = raw.attributes
+    decoded = _decoded(raw)
+    if isinstance(decoded, InvalidInput):
+        return decoded
+    obj, text = decoded
+    if is_dead_letter(obj):
+        reason = obj.get("reason")
+        if replay_reasons is not None and not (isinstance(reason, str) and reason in replay_reasons):
+            return NotReplayed(str(reason)[:100])
+        carried = _carried_input(obj, raw)
+        if carried is not None:
+            return parse_input(carried, now_ms)
+        if isinstance(obj.get("event"), dict):
+            obj = obj["event"]
+    if not isinstance(obj, dict):
+        kept_text = text if text is not None else _json_text(obj)
+        return InvalidInput("invalid_event", f"an event must be a JSON object, got {_json_kind(obj)}", None,
+                            kept_text, raw.attributes)
+    return validate_event(obj, raw.attributes, now_ms, raw.source)
+
+
+def _decoded(raw: RawInput) -> tuple[Any, str | None] | InvalidInput:
+    """The input's JSON value and the text it was read from (None for a Parquet row), or why it is
+    not an input the job can carry: not UTF-8, not JSON, too deep, a lone surrogate."""
+    payload, attributes = raw.payload, raw.attributes
     text: str | None = None
     if isinstance(payload, dict):
         obj: Any = decode_nested_json(payload)
         checked = False
     elif isinstance(payload, (str, bytes)):
-        text, raw_base64 = _as_text(payload)
+        text, raw_base64 = input_as_text(payload)
         if raw_base64 is not None:
             return InvalidInput("invalid_json", "invalid JSON: the input is not UTF-8 text", None, text,
                                 attributes, raw_base64)
         try:
-            obj = _decode(text)
+            obj = decode_json(text)
         except RecursionError:  # JSON, but deeper than the parser goes: the depth rule refuses it
             return InvalidInput("invalid_event", f"invalid event: nested deeper than {MAX_DEPTH} levels", None,
                                 text, attributes)
         except ValueError as exc:
             return InvalidInput("invalid_json", f"invalid JSON: {exc}", None, text, attributes)
-        checked = not _may_have_structure_problem(text)
+        checked = not may_have_structure_problem(text)
     else:
         return InvalidInput("invalid_event", f"an input must be JSON text, got {type(payload).__name__}",
                             None, _json_text(payload), attributes)
-    if not checked:
-        problem = structure_problem(obj)
-        if problem is not None and problem.startswith("nested"):
-            # Kept as the text that was read: a too-deep object cannot be written back out as JSON.
-            return InvalidInput("invalid_event", f"invalid event: {problem}", None,
-                                text if text is not None else _json_text(obj), attributes)
-        if problem is not None:
-            return InvalidInput("invalid_event", f"invalid event: {problem}",
-                                obj if isinstance(obj, dict) else None,
-                                None if isinstance(obj, dict) else _json_text(obj), attributes)
-    if is_dead_letter(obj):
-        reason = obj.get("reason")
-        if replay_reasons is not None and not (isinstance(reason, str) and reason in replay_reasons):
-            return NotReplayed(str(reason)[:100])
-        # Replaying a dead letter: re-read the event it carried, or what it kept of the input.
-        if isinstance(obj.get("raw_base64"), str):
-            try:
-                original = base64.b64decode(obj["raw_base64"], validate=True)
-            except ValueError:
-                original = None
-            if original is not None:
-                return parse_input(RawInput(original, raw.source, attributes, raw.fallback_time_ms), now_ms)
-        if isinstance(obj.get("event"), dict):
-            obj = obj["event"]
-        elif isinstance(obj.get("raw"), str):
-            return parse_input(RawInput(obj["raw"], raw.source, attributes, raw.fallback_time_ms), now_ms)
-    if not isinstance(obj, dict):
-        kept_text = text if text is not None else _json_text(obj)
-        return InvalidInput("invalid_event", f"an event must be a JSON object, got {_json_kind(obj)}", None,
-                            kept_text, attributes)
-    return validate_event(obj, attributes, now_ms, raw.source)
+    problem = None if checked else structure_problem(obj)
+    if problem is not None and problem.startswith("nested"):
+        # Kept as the text that was read: a too-deep object cannot be written back out as JSON.
+        return InvalidInput("invalid_event", f"invalid event: {problem}", None,
+                            text if text is not None else _json_text(obj), attributes)
+    if problem is not None:
+        return InvalidInput("invalid_event", f"invalid event: {problem}", obj if isinstance(obj, dict) else None,
+                            None if isinstance(obj, dict) else _json_text(obj), attributes)
+    return obj, text
+
+
+def _carried_input(dead_letter: dict[str, Any], raw: RawInput) -> RawInput | None:
+    """What a replayed dead letter kept of its input, to be read again: its exact bytes, or the
+    line it kept as text (None: it carries the event itself, or nothing readable)."""
+    if isinstance(dead_letter.get("raw_base64"), str):
+        try:
+            original = base64.b64decode(dead_letter["raw_base64"], validate=True)
+        except ValueError:
+            original = None
+        if original is not None:
+            return RawInput(original, raw.source, raw.attributes, raw.fallback_time_ms)
+    if not isinstance(dead_letter.get("event"), dict) and isinstance(dead_letter.get("raw"), str):
+        return RawInput(dead_letter["raw"], raw.source, raw.attributes, raw.fallback_time_ms)
+    return None
 
 
 def input_text(raw: RawInput) -> str:
     """What was read, as text for a dead letter's ``raw`` (undecodable bytes as U+FFFD)."""
     payload = raw.payload
     if isinstance(payload, (str, bytes)):
-        return _as_text(payload)[0]
+        return input_as_text(payload)[0]
     return _json_text(payload)
 
 
