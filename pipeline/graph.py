@@ -12,7 +12,7 @@ import time
 
 import apache_beam as beam
 
-from pipeline.options import JobSettings
+from pipeline.job_settings import JobSettings
 from transforms import (
     ConsentFilter,
     CountPerMinute,

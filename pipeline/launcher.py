@@ -19,29 +19,23 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from pipeline import progress
-from pipeline.config import ConfigError
-from pipeline.direct_runner import speed_up_direct_runner
-from pipeline.graph import build_pipeline
-from pipeline.options import (
-    JobSettings,
-    OptionsError,
-    apply_dataflow_defaults,
-    check_dataflow_outputs,
-    check_pubsub_access,
+from pipeline.command_line import (
     check_runner,
     check_runner_config_flags,
     check_unknown_flags,
-    expand_input,
     expand_runner_config,
-    help_parser,
-    is_dataflow,
     normalize_streaming,
-    resolve_settings,
     runner_config_path,
     take_dry_run,
     unknown_flags,
     with_default_runner,
 )
+from pipeline.config import ConfigError
+from pipeline.dataflow_rules import apply_dataflow_defaults, check_dataflow_outputs, is_dataflow
+from pipeline.direct_runner import speed_up_direct_runner
+from pipeline.graph import build_pipeline
+from pipeline.job_settings import JobSettings, check_pubsub_access, expand_input, resolve_settings
+from pipeline.options import OptionsError, help_parser
 from pipeline.plan import plan_for_job
 from pipeline.summary import DRY_RUN_KEY, build_summary, counters_from_result, format_summary, write_summary
 from pipeline.tools.report import clear_counts, write_run_report

@@ -28,7 +28,7 @@ Bad options stop the job before any work, with exit code 2 and one line naming t
 ([behaviour.md, Command line](behaviour.md#command-line)).
 """
 
-# Flags the launcher takes besides OPTION_GROUPS (pipeline/launcher.py, pipeline/options.py).
+# Flags the launcher takes besides OPTION_GROUPS (pipeline/launcher.py, pipeline/command_line.py).
 ALIASES: tuple[tuple[str, str], ...] = (
     ("--dry_run PATH", "The same as `--dry_run_output PATH`. Beam has its own `--dry_run` test flag (it stops "
                        "Dataflow from submitting a job), so the launcher rewrites this alias before Beam sees it."),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import JobSettings, WoopraOptions, number_option, worker_processes
+from pipeline.dataflow_rules import worker_processes
+from pipeline.job_settings import JobSettings
+from pipeline.options import WoopraOptions, number_option
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from pipeline.options import JobSettings
+from pipeline.job_settings import JobSettings
 from pipeline.plan import about
 from transforms.counters import process_tally
 from transforms.read_events import BYTES_READ, input_bytes

@@ -216,7 +216,7 @@ class DeliverToWoopra(beam.PTransform):
     def expand(self, requests: beam.PCollection):  # DoOutputsTuple or SendOutcomes; not a hint Beam takes
         if not self.dry_run_path:
             if self.settings.spread_over_workers:
-                # Each worker process sends at its share of the job's rate (pipeline/options.py,
+                # Each worker process sends at its share of the job's rate (pipeline/dataflow_rules.py,
                 # worker_processes), which only adds up to the job's rate if every process gets
                 # requests: a batch stage fed by one file otherwise runs in one process. The
                 # reshuffle is also a checkpoint: a runner that retries a failed upstream stage

@@ -28,7 +28,8 @@ from google.api_core.exceptions import GoogleAPIError
 
 from pipeline.config import ConfigError
 from pipeline.files import as_os_error
-from pipeline.options import JobSettings, OptionsError, resolve_settings
+from pipeline.job_settings import JobSettings, resolve_settings
+from pipeline.options import OptionsError
 from pipeline.tools.redact import redact_event, redact_params, redact_text, redact_value, redacted_url
 from transforms.delivery.ledger import DeliveredKeys, LedgerError, delivered_files, read_delivered
 from transforms.delivery.retry import RetryPolicy

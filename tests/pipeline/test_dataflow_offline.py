@@ -20,9 +20,10 @@ from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, 
 from apache_beam.runners.dataflow.internal import apiclient
 from apache_beam.runners.portability.stager import Stager
 
+from pipeline.dataflow_rules import vcpus_per_worker
 from pipeline.graph import build_pipeline
 from pipeline.launcher import parse_command_line, report_submitted
-from pipeline.options import OptionsError, vcpus_per_worker
+from pipeline.options import OptionsError
 from tests.conftest import ROOT, subprocess_env
 
 IMAGE = "europe-docker.pkg.dev/my-project/woopra/pipeline:1"
@@ -88,7 +89,7 @@ def test_the_job_translates_for_dataflow_offline(argv, job_type):
     assert dataflow_job.proto.type.name == job_type
     assert set(STEPS) <= top_level_steps(dataflow_job)
     assert container_images(dataflow_job) == {IMAGE}
-    # One SDK process per vCPU: what the rate share counts on (pipeline/options.py, worker_processes).
+    # One SDK process per vCPU: what the rate share counts on (pipeline/dataflow_rules.py, worker_processes).
     experiments = set(description(options, dataflow_job)["environment"]["experiments"])
     assert "use_multiple_sdk_containers" in experiments, experiments
 

@@ -1,4 +1,4 @@
-"""Unit tests for pipeline/options.py: command line, runner configs, validation (README "Options")."""
+"""Unit tests for the options: pipeline/options.py, command_line.py, job_settings.py, dataflow_rules.py."""
 
 from __future__ import annotations
 
@@ -7,22 +7,19 @@ import logging
 import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
-from pipeline.config import ConfigError
-from pipeline.launcher import parse_command_line
-from pipeline.options import (
-    OptionsError,
-    WoopraOptions,
+from pipeline.command_line import (
     check_runner,
     check_runner_config_flags,
-    expand_input,
     expand_runner_config,
     normalize_streaming,
-    resolve_settings,
     runner_config_flags,
     take_dry_run,
     unknown_flags,
-    validate_endpoint,
 )
+from pipeline.config import ConfigError
+from pipeline.job_settings import expand_input, resolve_settings, validate_endpoint
+from pipeline.launcher import parse_command_line
+from pipeline.options import OptionsError, WoopraOptions
 from tests.conftest import ROOT
 from transforms.rules.woopra_mapping import PRESET_EVENTS
 

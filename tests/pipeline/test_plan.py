@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import resolve_settings
+from pipeline.job_settings import resolve_settings
 from pipeline.plan import about, per_second, plan_for_job, sending_plan
 from tests.conftest import SAMPLES
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pipeline.graph import build_pipeline
-from pipeline.options import JobSettings
+from pipeline.job_settings import JobSettings
 from pipeline.summary import OUTCOME_KEYS, build_summary, counters_from_result
 from tests.conftest import batch_pipeline
 from transforms.count_per_minute import dead_letter_time_ms, minute_of
