@@ -509,7 +509,8 @@ def format_trace(
         stage("Identity", f"duplicate: event {trace.copies.sent_index} of the file is the copy of this event the "
                           "job sends", *_copies_lines(trace),
               "(of the copies of one id the job sends the one with the earliest event time, then the least by what "
-              "it says about its visitor; this copy teaches identity nothing)")
+              "it says about its visitor, then by a hash of where it was read, not the first in the file; this "
+              "copy teaches identity nothing)")
 
     if trace.select is not None:
         select = trace.select

@@ -432,7 +432,7 @@ VISITOR = {"cv_email": "jane.doe@example.com", "ip": "203.0.113.50", "cookie": "
 @pytest.mark.parametrize("show_pii", [False, True])
 def test_cli_log_redacts_emails_ips_and_cookies_unless_asked(tmp_path: Path, show_pii: bool) -> None:
     record = tmp_path / "requests.jsonl"
-    proc, url = _start_cli("--record", str(record), *(["--show-pii"] if show_pii else []))
+    proc, url = _start_cli("--verbose", "--record", str(record), *(["--show-pii"] if show_pii else []))
     try:
         reply = requests.get(f"{url}/ce/", params={"event": "purchase", **VISITOR}, timeout=TIMEOUT)
         assert reply.status_code == 200
