@@ -10,7 +10,8 @@ code, the dead letter read back and whether a traceback appeared.
 (b) The fault runs send generated events (benchmarks/generate_events.py) to the stand-in while it
 answers with injected 503s, 429s, dropped connections, timeouts, 400s or an outage.
 (c) The report (out/RELIABILITY.md; RELIABILITY.md with --update) gets both tables. Exits 1 if a
-case's outcome differs from its expectation or a run crashed. Everything talks to 127.0.0.1 only; every run is bounded in time.
+case's outcome differs from its expectation or a run crashed. Everything talks to 127.0.0.1 only;
+every run is bounded in time.
 """
 
 from __future__ import annotations
