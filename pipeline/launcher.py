@@ -126,22 +126,23 @@ def run(argv: Sequence[str]) -> int:
         if "DirectRunner" in str(options.view_as(StandardOptions).runner or ""):
             speed_up_direct_runner()  # its per-bundle costs (pipeline/direct_runner.py)
         return follow_streaming_job(pipeline.run(), options, job, started)
-    return run_batch(pipeline, options, job, started)
+    return run_batch(pipeline, options, job, started, argv)
 
 
-def run_batch(pipeline: beam.Pipeline, options: PipelineOptions, job: JobSettings, started: float) -> int:
+def run_batch(pipeline: beam.Pipeline, options: PipelineOptions, job: JobSettings, started: float,
+              argv: Sequence[str]) -> int:
     """Run a local batch job to its end, or until Ctrl-C/SIGTERM, then print and write its summary."""
     baseline = process_tally()
-    with progress.batch_progress(options, job), StopOnSignal(options, job, started, baseline) as stop:
+    with progress.batch_progress(options, job), StopOnSignal(options, job, started, baseline, argv) as stop:
         # A local runner's run() may block until the end: progress is logged from a thread meanwhile.
         result = pipeline.run()
         result.wait_until_finish()
     counts = counters_from_result(result)
-    return finish(job, options, counts, time.monotonic() - started, interrupted=stop.signalled)
+    return finish(job, options, counts, time.monotonic() - started, interrupted=stop.signalled, argv=argv)
 
 
 def finish(job: JobSettings, options: PipelineOptions | None, counts: dict[str, int], elapsed: float,
-           interrupted: bool) -> int:
+           interrupted: bool, argv: Sequence[str] = ()) -> int:
     """Print and write a batch run's summary (with every file it wrote); returns the exit status."""
     summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id, interrupted=interrupted)
     summary["files"] = files_written(job)
@@ -156,7 +157,7 @@ def finish(job: JobSettings, options: PipelineOptions | None, counts: dict[str, 
         write_run_report(job, summary)
         print(f"report: {job.report}")
     if interrupted:
-        print(resume_hint(job, summary))
+        print(resume_hint(job, summary, argv))
     status = exit_status.for_summary(summary)
     if status == exit_status.FAILED:
         print("error: the summary does not add up; please report this as a bug", file=sys.stderr)
@@ -194,9 +195,9 @@ def files_written(job: JobSettings) -> list[str]:
     return relative + [path for path in (job.summary, job.report) if path]
 
 
-def resume_hint(job: JobSettings, summary: dict) -> str:
-    """How to send what an interrupted run did not: the same command with ``--ledger``."""
-    command = " ".join(quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "..."
+def resume_hint(job: JobSettings, summary: dict, argv: Sequence[str]) -> str:
+    """How to send what an interrupted run did not: the same command, whose ``--ledger`` skips what was delivered."""
+    command = " ".join(quote(arg) for arg in argv) if argv else "..."
     if job.ledger:
         return (f"to resume (what was delivered is in the ledger {job.ledger} and is skipped):\n"
                 f"  python -m pipeline {command}")
@@ -215,8 +216,9 @@ class StopOnSignal:
     LAST_WAIT_SECONDS = 7.0
 
     def __init__(self, options: PipelineOptions, job: JobSettings, started: float,
-                 baseline: dict[str, int]) -> None:
+                 baseline: dict[str, int], argv: Sequence[str]) -> None:
         self.job = job
+        self.argv = argv
         self.started = started
         self.baseline = baseline
         self.in_process = progress.counts_in_this_process(options)
@@ -260,7 +262,7 @@ class StopOnSignal:
         print(f"{name}: not waiting for the runner to finish: the files it had not finished are not written",
               file=sys.stderr, flush=True)
         counts = progress.since(self.baseline, process_tally())
-        exit_now(finish(self.job, None, counts, time.monotonic() - self.started, interrupted=True))
+        exit_now(finish(self.job, None, counts, time.monotonic() - self.started, interrupted=True, argv=self.argv))
 
 
 def report_submitted(result: PipelineResult, options: PipelineOptions, job: JobSettings) -> int:
