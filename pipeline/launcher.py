@@ -302,10 +302,12 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
     cancelled = threading.Thread(target=_cancel, args=(result,), name="cancel-job", daemon=True)
     cancelled.start()
     summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id)
+    if summary["read"] > summary["accounted"]:  # events still on their way when it was stopped
+        summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id, interrupted=True)
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)
-    status = exit_status.OK if summary["balanced"] else exit_status.FAILED
+    status = exit_status.for_summary(summary)
     cancelled.join(timeout=CANCEL_WAIT_SECONDS)
     if cancelled.is_alive():
         # The DirectRunner's cancel waits for its Pub/Sub pulls and worker threads (tens of seconds),
