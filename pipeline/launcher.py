@@ -145,6 +145,8 @@ def finish(job: JobSettings, options: PipelineOptions | None, counts: dict[str, 
            interrupted: bool, argv: Sequence[str] = ()) -> int:
     """Print and write a batch run's summary (with every file it wrote); returns the exit status."""
     summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id, interrupted=interrupted)
+    if interrupted:
+        summary["input_read_to_the_end"] = not interruption.input_cut_short()
     summary["files"] = files_written(job)
     print(format_summary(summary))
     if summary["read"] == 0 and job.source_kind == "files" and not interrupted:

@@ -113,7 +113,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines += [f"    {c['outcome']} {c['count']:,}: {c['cause']}" for c in summary["failure_causes"]]
     check = "ok" if summary["balanced"] else "MISMATCH"
     if summary.get("interrupted"):
-        lines.append(f"  interrupted: {summary['not_processed']:,} events not processed")
+        unread = "" if summary.get("input_read_to_the_end", True) else "; the rest of the input was not read"
+        lines.append(f"  interrupted: {summary['not_processed']:,} events not processed{unread}")
         lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,}"
                      f" + not processed {summary['not_processed']:,} ({check})")
     else:

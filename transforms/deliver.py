@@ -15,11 +15,11 @@ the bundle (which makes the ledger durable) always comes after its keys.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -56,7 +56,7 @@ Pending = Future[DeliveryOutcome] | Answer
 WAIT_STEP_SECONDS = 0.5  # how often a wait for an answer looks at the stop flag and the sender's figures
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SendingSoFar:
     """What this process's Deliver steps have seen since their first request (the early warning's input)."""
 
@@ -75,7 +75,7 @@ class _SendingTally:
 
     def update(self, **changes: Any) -> None:
         with self._lock:
-            self._now = SendingSoFar(**{**self._now.__dict__, **changes})
+            self._now = dataclasses.replace(self._now, **changes)
 
     def sent_one(self) -> None:
         if self._now.first_sent_at is None:
@@ -83,7 +83,7 @@ class _SendingTally:
 
     def delivered_one(self) -> None:
         with self._lock:
-            self._now = SendingSoFar(**{**self._now.__dict__, "delivered": self._now.delivered + 1})
+            self._now = dataclasses.replace(self._now, delivered=self._now.delivered + 1)
 
     def read(self) -> SendingSoFar:
         with self._lock:

@@ -170,3 +170,9 @@ def test_the_files_written_close_the_table():
     summary["files"] = ["out/dead/dead_letters-20261201T000000Z-abcd-00000-of-00001.jsonl", "out/summary.json"]
     assert format_summary(summary).endswith(
         "  files written:\n    out/dead/dead_letters-20261201T000000Z-abcd-00000-of-00001.jsonl\n    out/summary.json")
+
+
+def test_an_interrupted_run_says_when_the_input_was_not_read_to_the_end():
+    summary = build_summary(BALANCED, dry_run=False, elapsed_seconds=1.0, interrupted=True)
+    summary["input_read_to_the_end"] = False
+    assert "  interrupted: 0 events not processed; the rest of the input was not read\n" in format_summary(summary)
