@@ -50,6 +50,7 @@ from transforms import interruption
 from transforms.counters import process_tally
 from transforms.file_output import file_prefix
 from transforms.read_events import split_patterns
+from transforms.rules.outcomes import Group, group_outcomes
 
 log = logging.getLogger("pipeline")
 JOB_LOGGERS = ("pipeline", "transforms")
@@ -192,7 +193,8 @@ def files_written(job: JobSettings) -> list[str]:
             found += sorted(metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list)
         except Exception as exc:  # noqa: BLE001 - a listing that fails must not hide the summary
             log.info("could not list %s: %s", pattern, exc)
-    relative = [os.path.relpath(path) if os.path.isabs(path) and path.startswith(os.getcwd()) else path
+    here = os.getcwd()
+    relative = [os.path.relpath(path) if os.path.isabs(path) and os.path.commonpath([path, here]) == here else path
                 for path in found]
     return relative + [path for path in (job.summary, job.report) if path]
 
@@ -200,11 +202,14 @@ def files_written(job: JobSettings) -> list[str]:
 def resume_hint(job: JobSettings, summary: dict, argv: Sequence[str]) -> str:
     """How to send what an interrupted run did not: the same command, whose ``--ledger`` skips what was delivered."""
     command = " ".join(quote(arg) for arg in argv) if argv else "..."
+    if job.dry_run:
+        return "a dry run sends nothing: run the same command again for all of it"
     if job.ledger:
         return (f"to resume (what was delivered is in the ledger {job.ledger} and is skipped):\n"
                 f"  python -m pipeline {command}")
-    return (f"no --ledger was given, so a rerun sends the {summary['accounted']:,} events with an outcome again; "
-            f"next time run with --ledger out/ledger/ to resume with the same command")
+    delivered = sum(int(summary.get(str(outcome), 0)) for outcome in group_outcomes(Group.SENT, dry_run=False))
+    return (f"no --ledger was given, so a rerun would send the {delivered:,} events delivered again; "
+            f"run with --ledger FOLDER to be able to resume with the same command")
 
 
 class StopOnSignal:

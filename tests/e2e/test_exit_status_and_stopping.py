@@ -85,6 +85,7 @@ def test_failing_attempts_are_said_in_the_first_seconds_and_sigterm_stops_the_ru
     assert waited < STOPPED_WITHIN, job.err
     assert "Traceback" not in job.err
     assert f"interrupted: {SAMPLE_DELIVERABLE} events not processed" in job.out
+    assert "no --ledger was given, so a rerun would send the 0 events delivered again" in job.out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] and summary["not_processed"] == SAMPLE_DELIVERABLE
 
