@@ -83,7 +83,7 @@ def test_a_kill_9_loses_nothing_whatever_each_event_had_come_to(tmp_path, events
         recorded = sum(len(path.read_text().split()) for path in (tmp_path / "ledger").glob("*.keys"))
 
         resumed = run_pipeline(*backfill_args(tmp_path, events, server, "resumed"), timeout=240)
-        assert resumed.returncode == 3, resumed.stderr  # every answer a 400: nothing delivered
+        assert resumed.returncode == 0, resumed.stderr
         summary = summary_of(tmp_path / "resumed.json")
         assert summary["balanced"] and summary["read"] == EVENTS
         # Row 1: delivered and recorded: skipped. Only delivered events are recorded.
