@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import logging
 import os
@@ -12,13 +11,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from shlex import quote
+from typing import Any, NoReturn
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from pipeline import progress
+from pipeline import exit_status, progress
 from pipeline.command_line import (
     check_runner,
     check_runner_config_flags,
@@ -39,10 +40,15 @@ from pipeline.options import OptionsError, help_parser
 from pipeline.plan import plan_for_job
 from pipeline.summary import DRY_RUN_KEY, build_summary, counters_from_result, format_summary, write_summary
 from pipeline.tools.report import clear_counts, write_run_report
+from transforms import interruption
 from transforms.counters import process_tally
+from transforms.file_output import file_prefix
+from transforms.read_events import split_patterns
+from transforms.rules.outcomes import Group, group_outcomes
 
 log = logging.getLogger("pipeline")
 JOB_LOGGERS = ("pipeline", "transforms")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CANCEL_WAIT_SECONDS = 3.0  # after Ctrl-C, how long the runner gets to cancel before the process leaves
 
 
@@ -84,6 +90,8 @@ def print_help(argv: Sequence[str]) -> bool:
         return True
     if "--help" in argv or "-h" in argv:
         help_parser(prog).print_help()
+        print()
+        print(exit_status.HELP)
         return True
     return False
 
@@ -96,7 +104,7 @@ def run(argv: Sequence[str]) -> int:
         options, job = parse_command_line(argv)
     except (OptionsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status.USAGE
     configure_logging(job.log_level)
     log.debug("run %s: %s %s → %s, %s requests/s per process, %s in flight, dead letters to %s%s",
               job.run_id, job.source_kind, job.source, job.woopra.endpoint, f"{job.delivery.rate_limit:g}",
@@ -113,24 +121,149 @@ def run(argv: Sequence[str]) -> int:
         if "DirectRunner" in str(options.view_as(StandardOptions).runner or ""):
             speed_up_direct_runner()  # its per-bundle costs (pipeline/direct_runner.py)
         return follow_streaming_job(pipeline.run(), options, job, started)
-    # A local runner's run() may block until the end: progress is logged from a thread meanwhile.
-    with progress.batch_progress(options, job):
+    return run_batch(pipeline, options, job, started, argv)
+
+
+def run_batch(pipeline: beam.Pipeline, options: PipelineOptions, job: JobSettings, started: float,
+              argv: Sequence[str]) -> int:
+    """Run a local batch job to its end, or until Ctrl-C/SIGTERM, then print and write its summary."""
+    baseline = process_tally()
+    with progress.batch_progress(options, job), StopOnSignal(options, job, started, baseline, argv) as stop:
+        # A local runner's run() may block until the end: progress is logged from a thread meanwhile.
         result = pipeline.run()
         result.wait_until_finish()
-    summary = build_summary(counters_from_result(result), bool(job.dry_run), time.monotonic() - started,
-                            job.run_id)
+    counts = counters_from_result(result)
+    return finish(job, options, counts, time.monotonic() - started, interrupted=stop.signalled, argv=argv)
+
+
+def finish(job: JobSettings, options: PipelineOptions | None, counts: dict[str, int], elapsed: float,
+           interrupted: bool, argv: Sequence[str] = ()) -> int:
+    """Print and write a batch run's summary (with every file it wrote); returns the exit status."""
+    summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id, interrupted=interrupted)
+    if interrupted:
+        summary["input_read_to_the_end"] = not interruption.input_cut_short()
+    summary["files"] = files_written(job)
     print(format_summary(summary))
-    if job.dry_run:
+    if summary["read"] == 0 and job.source_kind == "files" and not interrupted:
+        print(nothing_read(job.source))
+    if job.dry_run and options is not None and not interrupted:
         print(plan_for_job(summary[DRY_RUN_KEY], options, job))
     if job.summary:
         write_summary(summary, job.summary)
     if job.report:
         write_run_report(job, summary)
         print(f"report: {job.report}")
-    if not summary["balanced"]:
+    if interrupted:
+        print(resume_hint(job, summary, argv))
+    status = exit_status.for_summary(summary)
+    if status == exit_status.FAILED:
         print("error: the summary does not add up; please report this as a bug", file=sys.stderr)
-        return 1
-    return 0
+    elif status == exit_status.NOTHING_DELIVERED:
+        print(f"error: nothing was delivered (exit status {status}); the causes are above, the dead letters in "
+              f"{job.dead_letter}", file=sys.stderr)
+    return status
+
+
+def nothing_read(patterns: str) -> str:
+    """``read 0 events from 1 file (empty.jsonl)``: an empty input is said, not silent."""
+    files = sorted({metadata.path for pattern in split_patterns(patterns)
+                    for metadata in FileSystems.match([pattern])[0].metadata_list})
+    names = ", ".join(os.path.relpath(path) if os.path.isabs(path) else path for path in files[:3])
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+    plural = "s" if len(files) != 1 else ""
+    return f"read 0 events from {len(files)} file{plural}" + (f" ({names}{more})" if files else "")
+
+
+def files_written(job: JobSettings) -> list[str]:
+    """Every file of this run: dead letters, dry-run requests and ledger files (by run id), summary, report."""
+    patterns = [file_prefix(job.dead_letter, "dead_letters", job.run_id) + "*"]
+    if job.dry_run:
+        patterns.append(file_prefix(job.dry_run, "requests", job.run_id) + "*")
+    if job.ledger:
+        patterns.append(FileSystems.join(job.ledger, f"delivered-{job.run_id}-*"))
+    found: list[str] = []
+    for pattern in patterns:
+        try:
+            found += sorted(metadata.path for metadata in FileSystems.match([pattern])[0].metadata_list)
+        except Exception as exc:  # noqa: BLE001 - a listing that fails must not hide the summary
+            log.info("could not list %s: %s", pattern, exc)
+    here = os.getcwd()
+    relative = [os.path.relpath(path) if os.path.isabs(path) and os.path.commonpath([path, here]) == here else path
+                for path in found]
+    return relative + [path for path in (job.summary, job.report) if path]
+
+
+def resume_hint(job: JobSettings, summary: dict, argv: Sequence[str]) -> str:
+    """How to send what an interrupted run did not: the same command, whose ``--ledger`` skips what was delivered."""
+    command = " ".join(quote(arg) for arg in argv) if argv else "..."
+    if job.dry_run:
+        return "a dry run sends nothing: run the same command again for all of it"
+    if job.ledger:
+        return (f"to resume (what was delivered is in the ledger {job.ledger} and is skipped):\n"
+                f"  python -m pipeline {command}")
+    delivered = sum(int(summary.get(str(outcome), 0)) for outcome in group_outcomes(Group.SENT, dry_run=False))
+    return (f"no --ledger was given, so a rerun would send the {delivered:,} events delivered again; "
+            f"run with --ledger FOLDER to be able to resume with the same command")
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) and SIGTERM stop a local batch run: no new request is sent, the requests in
+    flight get a few seconds, and the run ends with its summary (transforms/interruption.py).
+
+    If the runner has not ended ``LAST_WAIT_SECONDS`` after the signal (or at a second signal),
+    the summary is printed from this process's counts and the process leaves at once.
+    """
+
+    LAST_WAIT_SECONDS = 7.0
+
+    def __init__(self, options: PipelineOptions, job: JobSettings, started: float,
+                 baseline: dict[str, int], argv: Sequence[str]) -> None:
+        self.job = job
+        self.argv = argv
+        self.started = started
+        self.baseline = baseline
+        self.in_process = progress.counts_in_this_process(options)
+        self.signalled = False
+        self.finished = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        interruption.reset()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finished.set()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.signalled or not self.in_process:
+            self.leave_now(name)
+        self.signalled = True
+        interruption.request_stop()
+        print(f"{name}: stopping: no new requests; waiting up to {interruption.GRACE_SECONDS:g} s for the answers "
+              f"to those in flight, then writing the dead letters and the summary (again to leave at once)",
+              file=sys.stderr, flush=True)
+        threading.Thread(target=self._last_wait, args=(name,), name="stop-deadline", daemon=True).start()
+
+    def _last_wait(self, name: str) -> None:
+        if not self.finished.wait(self.LAST_WAIT_SECONDS):
+            self.leave_now(name)
+
+    def leave_now(self, name: str) -> None:
+        """The summary from this process's counts, then exit with the interrupted status."""
+        if not self.in_process:
+            print(f"{name}: interrupted; the counts are in the runner's worker processes: no summary",
+                  file=sys.stderr, flush=True)
+            exit_now(exit_status.INTERRUPTED)
+        print(f"{name}: not waiting for the runner to finish: the files it had not finished are not written",
+              file=sys.stderr, flush=True)
+        counts = progress.since(self.baseline, process_tally())
+        exit_now(finish(self.job, None, counts, time.monotonic() - self.started, interrupted=True, argv=self.argv))
 
 
 def report_submitted(result: PipelineResult, options: PipelineOptions, job: JobSettings) -> int:
@@ -170,19 +303,20 @@ def follow_streaming_job(result, options: PipelineOptions, job: JobSettings, sta
     cancelled = threading.Thread(target=_cancel, args=(result,), name="cancel-job", daemon=True)
     cancelled.start()
     summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id)
+    if summary["read"] > summary["accounted"]:  # events still on their way when it was stopped
+        summary = build_summary(counts, bool(job.dry_run), elapsed, job.run_id, interrupted=True)
     print(format_summary(summary))
     if job.summary:
         write_summary(summary, job.summary)
+    status = exit_status.for_summary(summary)
     cancelled.join(timeout=CANCEL_WAIT_SECONDS)
     if cancelled.is_alive():
         # The DirectRunner's cancel waits for its Pub/Sub pulls and worker threads (tens of seconds),
         # and its non-daemon threads would hold the process that long again at exit. The counts
         # are printed and the files written per window are closed, so leave without waiting.
         log.info("stopped; not waiting for the runner's threads to wind down")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+        exit_now(status)
+    return status
 
 
 def _cancel(result) -> None:  # type: ignore[no-untyped-def]
@@ -219,19 +353,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     # costs about half a second at every start. A console run is not in an IPython session, and
     # the job does not use IPython, so that import is refused here (Beam then knows the answer).
     sys.modules.setdefault("IPython", None)  # type: ignore[arg-type]
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     configure_logging("INFO")  # until the command line says otherwise
     exit_now(run(sys.argv[1:] if argv is None else argv))
 
 
 def exit_now(code: int) -> NoReturn:
-    """End the process once the run is over, skipping the interpreter's teardown.
+    """End the process with ``code`` once the run is over, skipping the interpreter's teardown.
 
-    Every file is written and closed by now, and the exit handlers still run (they stop the
-    delivery process); what is skipped is Python freeing Beam's modules and the run's objects one
-    by one, about a second at the end of every run (BENCHMARKS.md, benchmark 1).
+    Every file is written and closed by now, and the delivery process ends by itself when this
+    one's end of its pipe closes; what is skipped is Python freeing Beam's modules and the run's
+    objects one by one (about a second, BENCHMARKS.md, benchmark 1), and waiting for a runner's
+    threads after Ctrl-C.
     """
-    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -20,7 +20,9 @@ from apache_beam.runners.runner import PipelineResult, PipelineState
 from pipeline.job_settings import JobSettings
 from pipeline.plan import about
 from transforms.counters import process_tally
+from transforms.deliver import SendingSoFar, sending_so_far
 from transforms.read_events import BYTES_READ, input_bytes
+from transforms.rules.failure_cause import failure_cause
 from transforms.rules.outcomes import READ, RETRIED_REQUESTS, Group, Outcome
 
 log = logging.getLogger("pipeline.progress")
@@ -30,6 +32,8 @@ BACKFILL_OUTCOMES = (Outcome.DUPLICATE, Outcome.SKIPPED_LEDGER, Outcome.OUT_OF_R
 # Runners that run the DoFns in this process, so its tally holds the job's counts.
 IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")
 RECENT_INTERVALS = 3  # the ETA's rate is measured over this many intervals
+FIRST_LINE_SECONDS = 5.0  # a batch run's first line comes this soon, then one per interval
+EARLY_WARNING_SECONDS = 10.0  # a run that has delivered nothing this long after its first request says why
 
 
 def _keys(group: Group) -> tuple[str, ...]:
@@ -165,9 +169,25 @@ def _total_bytes(patterns: str) -> int | None:
         return None
 
 
+def early_warning(so_far: SendingSoFar, now: float, endpoint: str) -> str | None:
+    """What to say when nothing was delivered ``EARLY_WARNING_SECONDS`` after the first request; ``""``
+    once there is nothing to say any more (delivery works), None while it is too early to tell."""
+    if so_far.first_sent_at is None or now - so_far.first_sent_at < EARLY_WARNING_SECONDS:
+        return None
+    if so_far.delivered:
+        return ""
+    seconds = f"{EARLY_WARNING_SECONDS:g} s"
+    if so_far.failed_attempts:
+        return (f"nothing delivered in the first {seconds} of sending: every attempt failed "
+                f"({so_far.failed_attempts} so far), the last with {failure_cause(so_far.last_error, None, endpoint)}; "
+                f"each request is retried up to --max_attempts, then dead-lettered")
+    return f"nothing delivered in the first {seconds} of sending: no answer yet from {endpoint}"
+
+
 def watch_batch(interval: float, stop: threading.Event, patterns: str,
-                counts: Callable[[], dict[str, int]] = process_tally) -> None:
-    """Log a batch run's progress every ``interval`` seconds until ``stop`` is set.
+                counts: Callable[[], dict[str, int]] = process_tally, endpoint: str = "") -> None:
+    """Log a batch run's progress until ``stop`` is set: a first line within ``FIRST_LINE_SECONDS``,
+    then one every ``interval`` seconds, and a warning when nothing is delivered at first.
 
     The input's size is measured here, in the background, so that matching a large bucket does
     not hold up the job's start.
@@ -177,11 +197,23 @@ def watch_batch(interval: float, stop: threading.Event, patterns: str,
     total_bytes = _total_bytes(patterns)
     history: deque[Sample] = deque([Sample.of({}, started)], maxlen=RECENT_INTERVALS + 1)
     previous: dict[str, int] = {}
-    while not stop.wait(timeout=max(0.0, history[-1].at + interval - time.monotonic())):
+    next_line = started + min(interval, FIRST_LINE_SECONDS)
+    warned = False
+    while not stop.wait(timeout=max(0.0, min(1.0, next_line - time.monotonic()))):
+        now = time.monotonic()
+        if not warned and endpoint:
+            warning = early_warning(sending_so_far(), now, endpoint)
+            if warning is not None:
+                warned = True
+                if warning:
+                    log.warning(warning)
+        if now < next_line:
+            continue
         current = since(baseline, counts())
-        history.append(Sample.of(current, time.monotonic()))
+        history.append(Sample.of(current, now))
         log.info(batch_progress_line(history, current, previous, total_bytes))
         previous = current
+        next_line = now + interval
 
 
 @contextlib.contextmanager
@@ -193,8 +225,9 @@ def batch_progress(options: PipelineOptions, job: JobSettings) -> Iterator[None]
         yield
         return
     stop = threading.Event()
+    endpoint = "" if job.dry_run else job.woopra.endpoint
     watcher = threading.Thread(target=watch_batch, args=(job.progress_interval_seconds, stop, job.source),
-                               name="batch-progress", daemon=True)
+                               kwargs={"endpoint": endpoint}, name="batch-progress", daemon=True)
     watcher.start()
     try:
         yield

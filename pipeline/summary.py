@@ -11,6 +11,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from pipeline.files import write_text
 from transforms.counters import NAMESPACE
+from transforms.rules.failure_cause import CAUSE_COUNTER_PREFIX
 from transforms.rules.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
 
 # Where each read event ended up: these add up to ``read`` (transforms/rules/outcomes.py).
@@ -18,6 +19,7 @@ OUTCOME_KEYS = tuple(str(outcome) for outcome in RUN_OUTCOMES)
 SUMMARY_KEYS = (READ,) + OUTCOME_KEYS + (RETRIED_REQUESTS,)
 DRY_RUN_KEY = str(Outcome.WOULD_SEND)
 DEAD_LETTER_KEYS = tuple(str(outcome) for outcome in group_outcomes(Group.DEAD_LETTERED, dry_run=False))
+TOP_CAUSES = 3  # failed deliveries' causes named in the summary
 
 
 def counters_from_result(result: PipelineResult) -> dict[str, int]:
@@ -30,12 +32,24 @@ def counters_from_result(result: PipelineResult) -> dict[str, int]:
     return counts
 
 
+def failure_causes(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Failed deliveries by outcome and cause (``failure_cause/<outcome>: <cause>`` counters), most first."""
+    causes: list[tuple[int, str, str]] = []
+    for name, count in counts.items():
+        if name.startswith(CAUSE_COUNTER_PREFIX) and count:
+            outcome, _, cause = name[len(CAUSE_COUNTER_PREFIX):].partition(": ")
+            causes.append((-int(count), outcome, cause))
+    return [{"outcome": outcome, "cause": cause, "count": -negative}
+            for negative, outcome, cause in sorted(causes)[:TOP_CAUSES]]
+
+
 def build_summary(
-    counts: Mapping[str, int], dry_run: bool, elapsed_seconds: float, run_id: str = ""
+    counts: Mapping[str, int], dry_run: bool, elapsed_seconds: float, run_id: str = "", interrupted: bool = False
 ) -> dict[str, Any]:
     """The summary object: every key present, the accounting identity checked.
 
-    ``run_id`` is in the name of every file the run wrote (dead letters, dry-run requests).
+    ``run_id`` is in the name of every file the run wrote (dead letters, dry-run requests). An
+    ``interrupted`` run counts the events read that reached no outcome as ``not_processed``.
     """
     summary: dict[str, Any] = {key: int(counts.get(key, 0)) for key in SUMMARY_KEYS}
     if dry_run:
@@ -43,7 +57,10 @@ def build_summary(
     accounted = sum(summary[key] for key in OUTCOME_KEYS) + summary.get(DRY_RUN_KEY, 0)
     summary["dead_lettered"] = sum(summary[k] for k in DEAD_LETTER_KEYS)
     summary["accounted"] = accounted
-    summary["balanced"] = accounted == summary["read"]
+    summary["interrupted"] = interrupted
+    summary["not_processed"] = max(0, summary["read"] - accounted) if interrupted else 0
+    summary["balanced"] = accounted + summary["not_processed"] == summary["read"]
+    summary["failure_causes"] = failure_causes(counts)
     summary["dry_run"] = dry_run
     summary["elapsed_seconds"] = round(elapsed_seconds, 3)
     summary["events_per_second"] = round(summary["read"] / elapsed_seconds, 1) if elapsed_seconds > 0 else 0.0
@@ -91,11 +108,23 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         label = "top reasons: " if title == "dead-lettered" and parts else ""
         lines.append(f"  {title:<{width}}  {total:>10,}  {percent_of_read(total, read):>7}"
                      + (f"  {label}{detail}" if detail else ""))
+    if summary.get("failure_causes"):
+        lines.append("  failed deliveries, top causes:")
+        lines += [f"    {c['outcome']} {c['count']:,}: {c['cause']}" for c in summary["failure_causes"]]
     check = "ok" if summary["balanced"] else "MISMATCH"
-    lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,} ({check})")
+    if summary.get("interrupted"):
+        unread = "" if summary.get("input_read_to_the_end", True) else "; the rest of the input was not read"
+        lines.append(f"  interrupted: {summary['not_processed']:,} events not processed{unread}")
+        lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,}"
+                     f" + not processed {summary['not_processed']:,} ({check})")
+    else:
+        lines.append(f"  accounting: read {summary['read']:,} = outcomes {summary['accounted']:,} ({check})")
     lines.append(f"  time: {summary['elapsed_seconds']:.1f} s, {summary['events_per_second']:,.1f} events/s")
     if summary.get("run_id"):
         lines.append(f"  run: {summary['run_id']} (in the names of this run's dead-letter and dry-run files)")
+    if summary.get("files"):
+        lines.append("  files written:")
+        lines += [f"    {path}" for path in summary["files"]]
     return "\n".join(line.rstrip() for line in lines)
 
 

@@ -15,6 +15,8 @@ the bundle (which makes the ledger durable) always comes after its keys.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -27,6 +29,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import interruption
 from transforms.counters import NAMESPACE, counter
 from transforms.delivery.ledger import LedgerWriter
 from transforms.delivery.process import Answer, DeliveryProcess
@@ -36,6 +39,7 @@ from transforms.failures import StepFailures
 from transforms.file_output import WriteJsonLines
 from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter, to_json_line
 from transforms.rules.event_id import event_id, ledger_key
+from transforms.rules.failure_cause import CAUSE_COUNTER_PREFIX, failure_cause
 from transforms.rules.outcomes import RETRIED_REQUESTS, Outcome
 from transforms.rules.woopra_mapping import WoopraRequest
 
@@ -49,6 +53,49 @@ _PROCESS_SENDERS = Shared()
 _PROCESS_LEDGERS = Shared()  # one ledger file per worker process
 # A request being sent: a Future from the in-process sender, an Answer from the delivery process.
 Pending = Future[DeliveryOutcome] | Answer
+WAIT_STEP_SECONDS = 0.5  # how often a wait for an answer looks at the stop flag and the sender's figures
+
+
+@dataclasses.dataclass(frozen=True)
+class SendingSoFar:
+    """What this process's Deliver steps have seen since their first request (the early warning's input)."""
+
+    first_sent_at: float | None = None  # monotonic seconds
+    delivered: int = 0
+    failed_attempts: int = 0
+    last_error: str = ""
+
+
+class _SendingTally:
+    """``SendingSoFar`` of this process, updated by the Deliver steps, read by the progress thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = SendingSoFar()
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            self._now = dataclasses.replace(self._now, **changes)
+
+    def sent_one(self) -> None:
+        if self._now.first_sent_at is None:
+            self.update(first_sent_at=time.monotonic())
+
+    def delivered_one(self) -> None:
+        with self._lock:
+            self._now = dataclasses.replace(self._now, delivered=self._now.delivered + 1)
+
+    def read(self) -> SendingSoFar:
+        with self._lock:
+            return self._now
+
+
+_SENDING = _SendingTally()
+
+
+def sending_so_far() -> SendingSoFar:
+    """What this process's Deliver steps have seen so far (local runners run them in this process)."""
+    return _SENDING.read()
 
 
 def _new_sender(settings: DeliverySettings) -> WoopraSender | DeliveryProcess:
@@ -90,6 +137,17 @@ class _DeliverFn(beam.DoFn):
     def process(
         self, request: WoopraRequest, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
     ) -> Iterator[Any]:
+        # Once the run is stopped nothing more is sent: the summary counts the rest as not processed.
+        if not interruption.stop_requested():
+            yield from self._submit(request, timestamp, window)
+        # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
+        while self.in_flight and (
+            len(self.in_flight) >= QUEUED_PER_SLOT * self.settings.max_in_flight or self.in_flight[0][0].done()
+        ):
+            yield from self._emit(*self.in_flight.popleft())
+
+    def _submit(self, request: WoopraRequest, timestamp: Any, window: Any) -> Iterator[Any]:
+        _SENDING.sent_one()
         try:
             on_answer = None
             if self.ledger is not None:
@@ -99,15 +157,10 @@ class _DeliverFn(beam.DoFn):
             yield self.failures.dead_letter(exc, request.event, attributes=request.attributes)
             return
         self.in_flight.append((future, timestamp, window))
-        # Keep the threads busy but bound memory: wait for the oldest once the queue is full.
-        while self.in_flight and (
-            len(self.in_flight) >= QUEUED_PER_SLOT * self.settings.max_in_flight or self.in_flight[0][0].done()
-        ):
-            yield self._emit(*self.in_flight.popleft())
 
     def finish_bundle(self) -> Iterator[Any]:
         while self.in_flight:
-            yield self._emit(*self.in_flight.popleft())
+            yield from self._emit(*self.in_flight.popleft())
         if self.ledger is not None:
             self.ledger.flush()
         self._report_pushback(force=True)
@@ -119,7 +172,9 @@ class _DeliverFn(beam.DoFn):
         if not force and now - self._reported_at < 1.0:
             return
         self._reported_at = now
-        news = self.sender.pushback_ledger.unreported(self.sender.pushback())
+        pushback = self.sender.pushback()
+        _SENDING.update(failed_attempts=pushback.failed_attempts, last_error=pushback.last_error)
+        news = self.sender.pushback_ledger.unreported(pushback)
         if news.rate_limited:
             self.rate_limited_counter.inc(news.rate_limited)
         if news.throttled_seconds:
@@ -127,15 +182,36 @@ class _DeliverFn(beam.DoFn):
         if news.send_rate is not None:
             self.send_rate_gauge.set(int(news.send_rate))
 
-    def _emit(self, future: Pending, timestamp: Any, window: Any) -> Any:
-        outcome = future.result()  # send() never raises
+    def _answer(self, future: Pending) -> DeliveryOutcome | None:
+        """The request's outcome (send() never raises); None when the run was stopped and the
+        answer did not come within the grace time."""
+        while True:
+            wait = WAIT_STEP_SECONDS
+            if interruption.stop_requested():
+                wait = min(wait, interruption.grace_left())
+                if wait <= 0 and not future.done():
+                    return None
+            try:
+                return future.result(timeout=wait)
+            except TimeoutError:
+                pushback = self.sender.pushback()
+                _SENDING.update(failed_attempts=pushback.failed_attempts, last_error=pushback.last_error)
+
+    def _emit(self, future: Pending, timestamp: Any, window: Any) -> Iterator[Any]:
+        outcome = self._answer(future)
+        if outcome is None:
+            return  # no answer before the stop: neither delivered nor a dead letter (not processed)
         self._report_pushback()
         self.outcomes[outcome.result].inc()
         if outcome.attempts > 1:
             self.retried_requests.inc(outcome.attempts - 1)
         if outcome.delivered:
-            return WindowedValue(outcome, timestamp, (window,))
-        return pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
+            _SENDING.delivered_one()
+            yield WindowedValue(outcome, timestamp, (window,))
+            return
+        cause = failure_cause(outcome.error, outcome.status, outcome.request.url)
+        counter(f"{CAUSE_COUNTER_PREFIX}{outcome.result}: {cause}").inc()
+        yield pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(outcome.dead_letter(), timestamp, (window,)))
 
 
 class _RecordIfDelivered:

@@ -18,6 +18,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from transforms import interruption
 from transforms.counters import counter
 from transforms.rules.events import UTF8_BOM, RawInput, json_decoder
 
@@ -237,7 +238,11 @@ def read_records(
         if count_progress:
             records = counting_bytes(records, handle, readable.metadata.size_in_bytes,
                                      by_offset=input_format(path) == "jsonl")
-        yield from records
+        for record in records:
+            if interruption.stop_requested():  # Ctrl-C: the rest is not read (a resumed run reads it all)
+                interruption.note_input_cut_short()
+                return
+            yield record
 
 
 def _any_one(same_file: Iterable[Any]) -> Any:

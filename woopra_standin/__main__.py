@@ -36,8 +36,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--record", help="append every tracking request to this JSON-lines file"
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="do not log each request to stderr"
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log each request to stderr (by default: a count each second requests arrive)",
+    )
+    loudness.add_argument(
+        "--quiet", action="store_true", help="log nothing, not even the counts"
     )
     parser.add_argument(
         "--show-pii",
@@ -54,6 +60,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+COUNT_EVERY_SECONDS = 1.0
+
+
+def _print_count(standin: StandIn, counted: int) -> int:
+    """``received 120 requests (+40)`` on stderr when requests arrived since the last count."""
+    count = standin.stats()["count"]
+    if count != counted:
+        print(f"received {count} request{'s' if count != 1 else ''} (+{count - counted})", file=sys.stderr, flush=True)
+    return count
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the stand-in until SIGINT or SIGTERM; returns the process exit code."""
     args = _parse_args(argv)
@@ -66,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Per-request logs go to stderr so stdout carries only the machine-read URL line.
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(message)s",
         stream=sys.stderr,
     )
@@ -108,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"woopra stand-in listening on {standin.url}", flush=True)
         # Short waits keep the main thread responsive to signals on every platform.
-        while not stop.wait(0.5):
-            pass
+        counted = 0
+        while not stop.wait(COUNT_EVERY_SECONDS):
+            if not (args.quiet or args.verbose):
+                counted = _print_count(standin, counted)
     finally:
         standin.stop()
     return 0

@@ -111,6 +111,11 @@ def tls_context(cert_path: str, key_path: str) -> ssl.SSLContext:
     return context
 
 
+async def _settled(tasks: set[asyncio.Task[Any]]) -> None:
+    """Wait for ``tasks`` to end (cancelled), whatever they raise."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class StandIn:
     """Woopra tracking-API stand-in serving an aiohttp.web application from a daemon thread."""
 
@@ -250,6 +255,13 @@ class StandIn:
         try:
             loop.run_until_complete(self._serve(ready))
         finally:
+            # Answers still on their way (a handler whose connection the job dropped, a delayed
+            # answer) end here, cancelled, rather than as "Task was destroyed but it is pending!".
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(_settled(pending))
             loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 import zlib
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.api_core.exceptions import GoogleAPIError
@@ -508,7 +510,8 @@ def format_trace(
         stage("Identity", f"duplicate: event {trace.copies.sent_index} of the file is the copy of this event the "
                           "job sends", *_copies_lines(trace),
               "(of the copies of one id the job sends the one with the earliest event time, then the least by what "
-              "it says about its visitor; this copy teaches identity nothing)")
+              "it says about its visitor, then by a hash of where it was read, not the first in the file; this "
+              "copy teaches identity nothing)")
 
     if trace.select is not None:
         select = trace.select
@@ -542,7 +545,7 @@ def format_trace(
             headers = [f"  {name}: {value}" for name, value in request.headers.items()] or [
                 "  (no User-Agent in the event: the pipeline's own is sent)"]
             stage("Request", f"GET {url}", f"params ({len(params)})", *param_rows, "headers", *headers)
-            stage("Response", *_response_lines(trace.response, show_pii))
+            stage("Response", *_response_lines(trace.response, show_pii, settings.endpoint))
     meaning = trace.outcome.meaning
     lines.append(f"{'Outcome':<{LABEL_WIDTH}}{trace.outcome}" + (f": {meaning}" if meaning else ""))
     return "\n".join(lines)
@@ -560,15 +563,21 @@ def _copies_lines(trace: EventTrace) -> list[str]:
     return [f"event id {copies.event_id} ({how}): {len(copies.indexes)} copies in the file, {sent} sent, {counted}"]
 
 
-def _response_lines(outcome: Any, show_pii: bool) -> list[str]:
+def _response_lines(outcome: Any, show_pii: bool, endpoint: str) -> list[str]:
     if outcome is None:
-        return ["not sent (add --send to send it)"]
+        return [f"not sent (--send sends it to {endpoint}{real_woopra_note(endpoint)})"]
     lines = [f"HTTP {outcome.status}" if outcome.status is not None else f"no response: {outcome.error}",
              f"{outcome.result} in {outcome.elapsed_seconds * 1000:.0f} ms"]
     if outcome.response_body:
         body = cut_utf8(outcome.response_body, RESPONSE_BODY_LIMIT)
         lines.append(f"body: {body if show_pii else redact_text(body)}")
     return lines
+
+
+def real_woopra_note(endpoint: str) -> str:
+    """``: the real Woopra, under the project above`` when ``endpoint`` is Woopra's own host."""
+    host = urlsplit(endpoint).hostname or ""
+    return ": the real Woopra, under the project above" if host == "woopra.com" or host.endswith(".woopra.com") else ""
 
 
 def trace_record(trace: EventTrace, show_pii: bool) -> dict[str, Any]:
@@ -708,7 +717,15 @@ def run(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (``| head -2``): that is the end, not an error. Python's own recipe: point
+        # stdout at devnull so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":

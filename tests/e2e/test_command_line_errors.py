@@ -197,7 +197,8 @@ def test_help_shows_the_job_options_grouped_then_points_to_beam():
     assert "--dry_run_output PATH" in text and "--dry_run PATH is the same" in text
     assert "Used in unit testing runners" not in text  # Beam's own --dry_run is not ours
     assert "--runner RUNNER" not in text
-    assert text.rstrip().endswith("they are listed with --help-beam.")
+    assert "they are listed with --help-beam.\n\nexit status:\n" in text  # then what each status means
+    assert text.rstrip().endswith("interrupted by Ctrl-C or SIGTERM (the summary says what was not processed)")
     assert len(text.splitlines()) < 150
 
 

@@ -21,7 +21,8 @@ def test_untrusted_certificate_dead_letters_every_request_at_once(tmp_path: Path
         assert server.url.startswith("https://")
         done = run_pipeline(*sample_args(tmp_path, server.url), "--max_attempts", "5")
         received = server.requests
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 3, done.stderr[-4000:]  # nothing delivered
+    assert "TLS certificate of 127.0.0.1:" in done.stdout  # the cause, in the summary
     assert received == []  # nothing got past the handshake
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["rejected"] == SAMPLE_DELIVERABLE  # every request that would have been sent
@@ -41,7 +42,8 @@ def test_retry_budget_runs_out_by_elapsed_time_not_by_attempts(tmp_path: Path, s
     done = run_pipeline(*sample_args(tmp_path, standin.url), "--max_attempts", "100", "--max_retry_seconds", "2",
                         timeout=60)
     wall = time.monotonic() - started
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 3, done.stderr[-4000:]  # nothing delivered
+    assert f"retries_exhausted {SAMPLE_DELIVERABLE}: HTTP 503 from 127.0.0.1:" in done.stdout
     assert 2 <= wall < 30
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["retries_exhausted"] == SAMPLE_DELIVERABLE

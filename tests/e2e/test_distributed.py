@@ -20,7 +20,7 @@ PORTABLE_CONFIG = ROOT / "runner_configs" / "portable.yaml"
 SAMPLE_DELIVERED = 16  # sample events that pass parsing, consent and mapping
 RUN_TIMEOUT = 120  # seconds; each run takes 10 to 40
 # What differs between two runs of the same input: when they ran.
-RUN_DEPENDENT_KEYS = ("elapsed_seconds", "events_per_second", "run_id")
+RUN_DEPENDENT_KEYS = ("elapsed_seconds", "events_per_second", "run_id", "files")  # files: named by run id
 
 
 def run_pipeline(*args: str) -> subprocess.CompletedProcess[str]:

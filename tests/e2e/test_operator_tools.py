@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from shlex import quote as shlex_quote
 
 import pytest
 
@@ -186,3 +187,28 @@ def test_dry_run_report_charts_the_requests_that_would_be_sent(tmp_path):
     assert '<div class="label">Would send</div><div class="value">16</div>' in page
     assert page.count(f'fill="{SENT_COLOUR}"/>') == SAMPLE_DELIVERABLE  # each at its own minute
     assert "<title>03-02 09:21 UTC: 1 would send, 0 dead-lettered</title>" in page
+
+
+def test_the_debugger_piped_into_head_ends_quietly():
+    # `python -m pipeline.debug ... | head -2`: the reader leaves early; that is not an error.
+    command = (f"{shlex_quote(sys.executable)} -m pipeline.debug samples/events.jsonl --config samples/mapping.yaml"
+               " | head -2; echo \"debug exit ${PIPESTATUS[0]}\" >&2")
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.splitlines()[0] == "Event 1 of 27 (samples/events.jsonl:1)"
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr == "debug exit 0\n"  # no BrokenPipeError, no traceback
+
+
+def test_the_debuggers_hint_names_where_send_would_send():
+    def response(*more: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "pipeline.debug", "samples/events.jsonl", "--config",
+                               "samples/mapping.yaml", "--events", "6", *more], cwd=ROOT, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return next(line for line in done.stdout.splitlines() if " Response " in line)
+
+    assert response() == ("7 Response  not sent (--send sends it to https://www.woopra.com/track: the real Woopra, "
+                          "under the project above)")
+    assert response("--woopra_endpoint", "http://127.0.0.1:8080/track") == (
+        "7 Response  not sent (--send sends it to http://127.0.0.1:8080/track)")

@@ -333,10 +333,11 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @pytest.mark.parametrize(
-    ("signum", "quiet"), [(signal.SIGTERM, True), (signal.SIGINT, False)]
+    ("signum", "loudness"),
+    [(signal.SIGTERM, "--quiet"), (signal.SIGINT, "--verbose"), (signal.SIGINT, "")],
 )
 def test_cli_prints_url_serves_and_stops(
-    tmp_path: Path, signum: signal.Signals, quiet: bool
+    tmp_path: Path, signum: signal.Signals, loudness: str
 ) -> None:
     rules = tmp_path / "rules.json"
     rules.write_text(
@@ -345,7 +346,7 @@ def test_cli_prints_url_serves_and_stops(
     record = tmp_path / "requests.jsonl"
     command = [sys.executable, "-m", "woopra_standin", "--port", "0"]
     command += ["--rules", str(rules), "--record", str(record)]
-    command += ["--quiet"] if quiet else []
+    command += [loudness] if loudness else []
     proc = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
@@ -366,6 +367,8 @@ def test_cli_prints_url_serves_and_stops(
             for _ in range(2)
         ]
         assert [resp.status_code for resp in statuses] == [503, 200]
+        if not loudness:  # by default a count per second, not a line per request
+            assert "received 2 requests" in _read_stderr_line(proc, timeout=30)
 
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=TIMEOUT)
@@ -377,7 +380,17 @@ def test_cli_prints_url_serves_and_stops(
 
     recorded = [json.loads(line) for line in record.read_text().splitlines()]
     assert [r["status"] for r in recorded] == [503, 200]
-    assert ("/track/ce/" in stderr) is not quiet
+    assert ("/track/ce/" in stderr) is (loudness == "--verbose")
+
+
+def _read_stderr_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The CLI's next stderr line, waiting at most ``timeout`` seconds."""
+    assert proc.stderr is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no stderr from the CLI within {timeout}s")
+    return proc.stderr.readline()
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -419,7 +432,7 @@ VISITOR = {"cv_email": "jane.doe@example.com", "ip": "203.0.113.50", "cookie": "
 @pytest.mark.parametrize("show_pii", [False, True])
 def test_cli_log_redacts_emails_ips_and_cookies_unless_asked(tmp_path: Path, show_pii: bool) -> None:
     record = tmp_path / "requests.jsonl"
-    proc, url = _start_cli("--record", str(record), *(["--show-pii"] if show_pii else []))
+    proc, url = _start_cli("--verbose", "--record", str(record), *(["--show-pii"] if show_pii else []))
     try:
         reply = requests.get(f"{url}/ce/", params={"event": "purchase", **VISITOR}, timeout=TIMEOUT)
         assert reply.status_code == 200

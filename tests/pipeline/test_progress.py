@@ -118,3 +118,20 @@ def test_watch_batch_logs_share_and_eta_until_stopped(tmp_path, caplog):
     assert "| input 25.0% of 1000 B, ETA " in lines[0]
     assert lines[1].startswith("progress: read=20 delivered=20 ")
     assert re.search(r"\| input 50\.0% of 1000 B, ETA (about|under) \d+ s$", lines[1])
+
+
+def test_the_early_warning_waits_10_s_after_the_first_request_and_names_the_cause():
+    from pipeline.progress import early_warning
+    from transforms.deliver import SendingSoFar
+
+    endpoint = "http://127.0.0.1:9/track"
+    assert early_warning(SendingSoFar(), 100.0, endpoint) is None  # nothing sent yet
+    failing = SendingSoFar(first_sent_at=95.0, failed_attempts=48,
+                           last_error="ConnectionRefusedError: [Errno 111] Connection refused")
+    assert early_warning(failing, 100.0, endpoint) is None  # too early to tell
+    assert early_warning(failing, 105.0, endpoint) == (
+        "nothing delivered in the first 10 s of sending: every attempt failed (48 so far), the last with "
+        "connection refused by 127.0.0.1:9; each request is retried up to --max_attempts, then dead-lettered")
+    assert early_warning(SendingSoFar(first_sent_at=95.0), 105.0, endpoint) == (
+        f"nothing delivered in the first 10 s of sending: no answer yet from {endpoint}")
+    assert early_warning(SendingSoFar(first_sent_at=95.0, delivered=1), 105.0, endpoint) == ""

@@ -138,3 +138,41 @@ def test_format_summary_shows_shares_of_read_and_the_top_dead_letter_reasons():
     filtered = next(line for line in lines if line.strip().startswith("filtered"))
     assert "consent_denied 10, consent_missing 6, dropped_unmapped 4, unsupported 2" in filtered
     assert all(line == line.rstrip() for line in lines)
+
+
+def test_failed_deliveries_are_summed_by_cause_top_three_first():
+    counts = dict(BALANCED, **{"failure_cause/rejected: HTTP 400 from h:1": 5,
+                               "failure_cause/retries_exhausted: connection refused by h:1": 1,
+                               "failure_cause/retries_exhausted: HTTP 503 from h:1": 2,
+                               "failure_cause/rejected: h:1 not found (DNS)": 1})
+    summary = build_summary(counts, dry_run=False, elapsed_seconds=1.0)
+    assert summary["failure_causes"] == [
+        {"outcome": "rejected", "cause": "HTTP 400 from h:1", "count": 5},
+        {"outcome": "retries_exhausted", "cause": "HTTP 503 from h:1", "count": 2},
+        {"outcome": "rejected", "cause": "h:1 not found (DNS)", "count": 1}]
+    text = format_summary(summary)
+    assert "  failed deliveries, top causes:\n    rejected 5: HTTP 400 from h:1\n" in text
+    assert "failed deliveries" not in format_summary(build_summary(BALANCED, dry_run=False, elapsed_seconds=1.0))
+
+
+def test_an_interrupted_run_counts_what_reached_no_outcome_as_not_processed():
+    counts = dict(BALANCED, read=130)
+    assert not build_summary(counts, dry_run=False, elapsed_seconds=1.0)["balanced"]
+    summary = build_summary(counts, dry_run=False, elapsed_seconds=1.0, interrupted=True)
+    assert (summary["interrupted"], summary["not_processed"], summary["balanced"]) == (True, 30, True)
+    text = format_summary(summary)
+    assert "  interrupted: 30 events not processed\n" in text
+    assert "  accounting: read 130 = outcomes 100 + not processed 30 (ok)" in text
+
+
+def test_the_files_written_close_the_table():
+    summary = build_summary(BALANCED, dry_run=False, elapsed_seconds=1.0, run_id="20261201T000000Z-abcd")
+    summary["files"] = ["out/dead/dead_letters-20261201T000000Z-abcd-00000-of-00001.jsonl", "out/summary.json"]
+    assert format_summary(summary).endswith(
+        "  files written:\n    out/dead/dead_letters-20261201T000000Z-abcd-00000-of-00001.jsonl\n    out/summary.json")
+
+
+def test_an_interrupted_run_says_when_the_input_was_not_read_to_the_end():
+    summary = build_summary(BALANCED, dry_run=False, elapsed_seconds=1.0, interrupted=True)
+    summary["input_read_to_the_end"] = False
+    assert "  interrupted: 0 events not processed; the rest of the input was not read\n" in format_summary(summary)

@@ -208,5 +208,6 @@ def test_deliver_sends_every_request_and_dead_letters_rejections(standin, spread
                 equal_to([("rejected", 400, '{"error":"bad"}', "bad")]), label="Rejected")
     result = p.run()
     result.wait_until_finish()
-    assert counters(result) == {"delivered_200": 3, "delivered_202": 1, "rejected": 1, "retried_requests": 1}
+    assert counters(result) == {"delivered_200": 3, "delivered_202": 1, "rejected": 1, "retried_requests": 1,
+                                f"failure_cause/rejected: HTTP 400 from 127.0.0.1:{standin.port}": 1}
     assert len(standin.requests) == 6

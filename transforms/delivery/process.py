@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 BATCH = 64  # requests or outcomes per pipe message
 FLUSH_SECONDS = 0.002  # the longest a request or an outcome waits to fill a batch
+FAILURES_EVERY_SECONDS = 1.0  # how often failed attempts are reported while no answer comes back
 
 
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
@@ -163,6 +164,21 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
         if stopping and answered == submitted:
             all_answered.set()
 
+    reported_failures = 0
+
+    def report_failures() -> None:  # on the loop thread, every second
+        # While every request is being retried no answer comes back, and with none no figures:
+        # failed attempts are reported on their own, so the parent can say what goes wrong.
+        nonlocal reported_failures
+        if not stopping:
+            sender.call_soon(report_failures, FAILURES_EVERY_SECONDS)
+        if sender.failed_attempts != reported_failures and not answers:
+            reported_failures = sender.failed_attempts
+            try:
+                connection.send(([], sender.pushback()))
+            except (OSError, EOFError, ValueError):
+                pass
+
     def on_result(request_id: int, sent: SendResult) -> None:  # on the loop thread
         nonlocal flush_pending, answered
         answered += 1
@@ -173,6 +189,7 @@ def _serve(connection: Connection, settings: DeliverySettings) -> None:
             flush_pending = True
             sender.call_soon(flush, FLUSH_SECONDS)
 
+    sender.call_soon_threadsafe(report_failures)
     try:
         while True:
             try:

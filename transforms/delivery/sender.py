@@ -107,6 +107,8 @@ class Pushback(NamedTuple):
     rate_limited: int = 0  # 429 answers
     throttled_seconds: float = 0.0  # time spent below the configured rate because of them
     send_rate: float | None = None  # the local token bucket's rate now; None without one (Envoy)
+    failed_attempts: int = 0  # attempts that failed (refused, timed out, an error status), retried or not
+    last_error: str = ""  # the latest failed attempt's error
 
 
 class PushbackLedger:
@@ -150,6 +152,8 @@ class WoopraSender:
         # With a local bucket, Woopra's 429s lower its rate for a while (see AdaptiveRate).
         self.adaptive = AdaptiveRate(limiter) if isinstance(limiter, TokenBucket) else None
         self.rate_limited = 0  # 429 answers seen, read by the DoFn for its metrics
+        self.failed_attempts = 0  # with last_error: the console's early warning (pipeline/progress.py)
+        self.last_error = ""
         self.pushback_ledger = PushbackLedger()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="woopra-sender", daemon=True)
@@ -201,6 +205,7 @@ class WoopraSender:
                 if verdict is Verdict.DELIVERED:
                     return SendResult(delivered_outcome(status), status, attempts, "", body, time.monotonic() - started)
                 error = f"HTTP {status}"
+                self._failed(error)
                 if verdict is Verdict.REJECT:
                     return SendResult(Outcome.REJECTED, status, attempts, error, body, time.monotonic() - started)
                 retry_after = parse_retry_after(retry_after_header)
@@ -210,6 +215,7 @@ class WoopraSender:
                                       time.monotonic() - started)
                 status, body = None, None
                 error = describe_error(exc)
+                self._failed(error)
             except Exception as exc:  # noqa: BLE001 - a bad request must not fail the bundle
                 return SendResult(Outcome.REJECTED, None, attempts, describe_error(exc), None,
                                   time.monotonic() - started)
@@ -217,6 +223,10 @@ class WoopraSender:
             if delay is None:
                 return SendResult(Outcome.RETRIES_EXHAUSTED, status, attempts, error, body, time.monotonic() - started)
             await self._wait(delay)
+
+    def _failed(self, error: str) -> None:
+        self.failed_attempts += 1
+        self.last_error = error
 
     async def _wait_for_permission(self) -> None:
         """The rate limit: a local token bucket, or a blocking global limiter such as Envoy's."""
@@ -232,8 +242,9 @@ class WoopraSender:
     def pushback(self) -> Pushback:
         """Woopra's pushback so far: 429 answers, seconds backed off, the bucket's rate now."""
         if self.adaptive is None:
-            return Pushback(self.rate_limited)
-        return Pushback(self.rate_limited, self.adaptive.throttled_seconds(time.monotonic()), self.adaptive.bucket.rate)
+            return Pushback(self.rate_limited, failed_attempts=self.failed_attempts, last_error=self.last_error)
+        return Pushback(self.rate_limited, self.adaptive.throttled_seconds(time.monotonic()), self.adaptive.bucket.rate,
+                        self.failed_attempts, self.last_error)
 
     def submit(self, request: WoopraRequest, on_answer: OnAnswer | None = None) -> Future[DeliveryOutcome]:
         """Start sending one request; the future completes with its outcome, after ``on_answer(outcome)``

@@ -91,7 +91,7 @@ _MEANINGS = {
     Outcome.REJECTED: "Woopra refused it: the job does not retry, it writes a dead letter (rejected)",
     Outcome.RETRIES_EXHAUSTED: "a retryable failure: the job retries it up to --max_attempts, then writes a dead "
                                "letter (retries_exhausted)",
-    Outcome.WOULD_SEND: "the job would send the request above (--send sends it now)",
+    Outcome.WOULD_SEND: "the job would send the request above",
 }
 
 # Summary order: the outcomes of a real run (a dry run has WOULD_SEND instead of the delivered ones).
