@@ -29,6 +29,11 @@ from transforms.rules.outcomes import DeadLetterReason
 NO_STATUS = "none"
 
 
+def ranked(counts: Counter, top: int | None = None) -> list[tuple[Any, int]]:
+    """Most frequent first, ties by name: the same records give the same lines, in any file order."""
+    return sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:top]
+
+
 class DeadLetterToolError(ValueError):
     """A bad command line or an unreadable path; the message is one line."""
 
@@ -70,11 +75,11 @@ class DeadLetterSummary:
             "files": self.files,
             "records": self.records,
             "not_dead_letters": self.not_dead_letters,
-            "by_reason": dict(self.by_reason.most_common()),
-            "by_status": dict(self.by_status.most_common()),
-            "by_event": dict(self.by_event.most_common()),
+            "by_reason": dict(ranked(self.by_reason)),
+            "by_status": dict(ranked(self.by_status)),
+            "by_event": dict(ranked(self.by_event)),
             "top_errors": [{"reason": reason, "error": error if show_pii else redact_text(error), "count": count}
-                           for (reason, error), count in self.errors.most_common(top)],
+                           for (reason, error), count in ranked(self.errors, top)],
             "failed_at": {"first": self.first_failed_at, "last": self.last_failed_at},
         }
 
@@ -171,12 +176,12 @@ def format_summary(
         lines.append(f"({summary.not_dead_letters:,} lines are not dead-letter records and were not counted)")
     lines.append("")
     total = summary.records
-    lines += _table("By reason", summary.by_reason.most_common(), total)
+    lines += _table("By reason", ranked(summary.by_reason), total)
     status_rows = [(name if name != NO_STATUS else "none (no HTTP answer)", count)
-                   for name, count in summary.by_status.most_common()]
+                   for name, count in ranked(summary.by_status)]
     lines += _table("By HTTP status", status_rows, total)
-    lines += _table("By event", summary.by_event.most_common(), total)
-    errors = summary.errors.most_common(top)
+    lines += _table("By event", ranked(summary.by_event), total)
+    errors = ranked(summary.errors, top)
     if errors:
         lines.append(f"Top errors (of {len(summary.errors):,} distinct)")
         reason_width = max(len(reason) for (reason, _), _ in errors)
