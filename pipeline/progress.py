@@ -40,7 +40,7 @@ def _keys(group: Group) -> tuple[str, ...]:
     return tuple(str(outcome) for outcome in Outcome if outcome.group is group)
 
 
-def settled(counts: Mapping[str, int]) -> int:
+def finished_events(counts: Mapping[str, int]) -> int:
     """Events that have reached their outcome (delivered, dead-lettered or filtered)."""
     return sum(int(counts.get(str(outcome), 0)) for outcome in Outcome)
 
@@ -78,28 +78,28 @@ class Sample:
 
     at: float
     read: int
-    settled: int
+    finished: int  # events that reached their outcome (``finished_events``)
     bytes_read: int
 
     @classmethod
     def of(cls, counts: Mapping[str, int], at: float) -> Sample:
         """The sample of ``counts`` taken at ``at``."""
-        return cls(at, int(counts.get(READ, 0)), settled(counts), int(counts.get(BYTES_READ, 0)))
+        return cls(at, int(counts.get(READ, 0)), finished_events(counts), int(counts.get(BYTES_READ, 0)))
 
 
 def eta_seconds(oldest: Sample, newest: Sample, total_bytes: int) -> float | None:
-    """Seconds until every event of the input has settled, or None while there is no telling.
+    """Seconds until every event of the input has reached its outcome, or None while there is no telling.
 
     The input's events are estimated from the share of its bytes read (``read / share``), and
-    the ones left are settled at the rate events settled between the two samples. Settled, not
+    the ones left reach theirs at the rate events did between the two samples. Outcomes, not
     read: when the events are read ahead of sending (a reshuffle before delivery), the bytes
     are all read long before the end; when they are not, both rates are the same.
     """
     if total_bytes <= 0 or newest.bytes_read <= 0 or newest.at <= oldest.at:
         return None
-    rate = (newest.settled - oldest.settled) / (newest.at - oldest.at)
+    rate = (newest.finished - oldest.finished) / (newest.at - oldest.at)
     expected = newest.read / min(1.0, newest.bytes_read / total_bytes)
-    left = max(0.0, expected - newest.settled)
+    left = max(0.0, expected - newest.finished)
     if left == 0:
         return 0.0
     return left / rate if rate > 0 else None
@@ -118,9 +118,9 @@ def batch_progress_line(history: Sequence[Sample], counts: Mapping[str, int], pr
     line = progress_line(counts, previous, newest.at - last.at)
     if total_bytes is None:
         return line
-    # The rate counts from the last moment nothing had settled yet: a batch job first reads its
+    # The rate counts from the last moment no event had reached its outcome yet: a batch job first reads its
     # input for identity, and that wait says nothing about the sending rate.
-    oldest = next((sample for sample in reversed(history) if sample.settled == 0), history[0])
+    oldest = next((sample for sample in reversed(history) if sample.finished == 0), history[0])
     return f"{line} | {input_part(newest.bytes_read, total_bytes, eta_seconds(oldest, newest, total_bytes))}"
 
 

@@ -54,4 +54,4 @@ class SelectToSend(beam.PTransform):
         self.ledger_files = tuple(ledger_files)
 
     def expand(self, events: beam.PCollection) -> beam.PCollection:
-        return events | "KeepInSliceAndUnsettled" >> beam.ParDo(_SelectToSendFn(self.time_range, self.ledger_files))
+        return events | "KeepInSliceNotDelivered" >> beam.ParDo(_SelectToSendFn(self.time_range, self.ledger_files))

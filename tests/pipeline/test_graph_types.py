@@ -44,7 +44,7 @@ EXPECTED = {
     ("Identity/EnrichVisitor", "dead_letters"): DeadLetter,
     ("Identity/CarryTraitsForward", None): Event,
     ("Identity/CarryTraitsForward", "dead_letters"): DeadLetter,
-    ("SelectToSend/KeepInSliceAndUnsettled", None): Event,
+    ("SelectToSend/KeepInSliceNotDelivered", None): Event,
     ("MapToWoopra/BuildRequests", None): WoopraRequest,
     ("MapToWoopra/BuildRequests", "dead_letters"): DeadLetter,
     ("Deliver/Send", None): DeliveryOutcome,

@@ -49,13 +49,13 @@ def test_sizes():
 
 
 def test_eta_when_events_settle_as_they_are_read():
-    # 10 MiB of input; a quarter read in 10 s, 1,000 events read and settled: 3,000 more to go at 100/s.
+    # 10 MiB of input; a quarter read in 10 s, 1,000 events read and finished: 3,000 more to go at 100/s.
     oldest, newest = Sample(0.0, 0, 0, 0), Sample(10.0, 1000, 1000, 10 * MIB // 4)
     assert eta_seconds(oldest, newest, 10 * MIB) == 30.0
 
 
 def test_eta_when_the_input_is_read_ahead_of_sending():
-    # Everything read (a reshuffle before delivery), 400 of 1,000 settled, 50 settled per second.
+    # Everything read (a reshuffle before delivery), 400 of 1,000 finished, 50 finished per second.
     oldest, newest = Sample(0.0, 1000, 100, 10 * MIB), Sample(6.0, 1000, 400, 10 * MIB)
     assert eta_seconds(oldest, newest, 10 * MIB) == 12.0
 
@@ -63,14 +63,14 @@ def test_eta_when_the_input_is_read_ahead_of_sending():
 def test_eta_is_unknown_before_anything_is_read_or_settles_and_zero_at_the_end():
     total = 10 * MIB
     assert eta_seconds(Sample(0, 0, 0, 0), Sample(5, 0, 0, 0), total) is None  # still reading for identity
-    assert eta_seconds(Sample(0, 10, 0, 1000), Sample(5, 10, 0, 1000), total) is None  # nothing settled yet
+    assert eta_seconds(Sample(0, 10, 0, 1000), Sample(5, 10, 0, 1000), total) is None  # nothing finished yet
     assert eta_seconds(Sample(0, 0, 0, 0), Sample(5, 10, 10, 1000), 0) is None  # size unknown
     assert eta_seconds(Sample(0, 5, 5, total), Sample(5, 10, 10, total), total) == 0.0
 
 
-def test_the_batch_line_adds_share_and_eta_and_measures_the_rate_from_the_first_settled_events():
+def test_the_batch_line_adds_share_and_eta_and_measures_the_rate_from_the_first_finished_events():
     total = 8 * MIB
-    # Three intervals of the identity read (nothing settled), then 2,000 events in one interval.
+    # Three intervals of the identity read (nothing finished), then 2,000 events in one interval.
     history = deque([Sample(0, 0, 0, 0), Sample(1, 0, 0, 0), Sample(2, 0, 0, 0), Sample(3, 2000, 2000, MIB)])
     counts = {"read": 2000, "delivered_200": 2000, BYTES_READ: MIB}
     line = batch_progress_line(history, counts, {}, total)
