@@ -5,6 +5,8 @@ Every mistake is one ``error: ...`` line on stderr that says what to do, exit co
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -28,6 +30,17 @@ def run_job(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     """``python -m pipeline ARGS`` from the repository root; bounded in time."""
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=env or subprocess_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pipeline ARGS`` refused before it builds anything, run in this process: the same
+    entry point (``pipeline.launcher.run``) and output as ``run_job``, without starting Python."""
+    from pipeline.launcher import run
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(args))
+    return subprocess.CompletedProcess(["python", "-m", "pipeline", *args], code, out.getvalue(), err.getvalue())
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -60,7 +73,10 @@ def test_log_level_debug_shows_debug_lines_and_the_default_does_not(tmp_path):
 
 
 def test_bad_log_level_is_one_line():
+    # The real process, once: one line on stderr, exit 2 (the tests below call the same entry point in-process).
     line = one_error_line(run_job("--input", SAMPLE, "--woopra_project", "p", "--log_level", "verbose"))
+    assert "--log_level must be one of DEBUG, INFO, WARNING, ERROR" in line
+    line = one_error_line(run_in_process("--input", SAMPLE, "--woopra_project", "p", "--log_level", "verbose"))
     assert "--log_level must be one of DEBUG, INFO, WARNING, ERROR" in line
 
 
@@ -88,7 +104,7 @@ def test_configure_logging_sets_the_job_loggers_and_root_only_at_debug():
 
 def test_missing_input_file_or_empty_glob_is_one_line(tmp_path):
     for pattern in (str(tmp_path / "nope.jsonl"), str(tmp_path / "*.jsonl")):
-        line = one_error_line(run_job(*dry_run_args(tmp_path, pattern)))
+        line = one_error_line(run_in_process(*dry_run_args(tmp_path, pattern)))
         assert f"--input {pattern}: no file matches" in line
 
 
@@ -107,14 +123,14 @@ def test_input_folder_reads_only_event_files(tmp_path):
 def test_unsupported_file_named_explicitly_is_one_line(tmp_path):
     notes = tmp_path / "events.csv"
     notes.write_text("type,event\ntrack,x\n", encoding="utf-8")
-    line = one_error_line(run_job(*dry_run_args(tmp_path, str(notes))))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path, str(notes))))
     assert f"{notes} is not an event file" in line and ".jsonl .ndjson .json (also .gz), .parquet .parq" in line
 
 
 def test_folder_without_event_files_is_one_line(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "mapping.yaml").write_text("project: x\n", encoding="utf-8")
-    line = one_error_line(run_job(*dry_run_args(tmp_path, str(tmp_path / "in"))))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path, str(tmp_path / "in"))))
     assert "no event files among 1 matched" in line
 
 
@@ -125,25 +141,25 @@ def test_streaming_false_runs_a_batch_job_and_true_is_streaming(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "accounting: read 27" in done.stdout
     # --streaming=true with a file source is the streaming path: --report is refused for it.
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--streaming=TRUE", "--report", "r.html"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--streaming=TRUE", "--report", "r.html"))
     assert "--report is for batch runs" in line
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--streaming=maybe"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--streaming=maybe"))
     assert "--streaming takes no value, or true or false; got 'maybe'" in line
 
 
 def test_runner_typo_names_the_runner_and_the_known_ones(tmp_path):
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--runner", "DirectRuner"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--runner", "DirectRuner"))
     assert "--runner DirectRuner is not a Beam runner; did you mean DirectRunner?" in line
     for known in ("FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "PortableRunner", "DataflowRunner"):
         assert known in line
 
 
 def test_unknown_flag_and_flag_without_value_are_one_line(tmp_path):
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--max_in_flght", "3"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--max_in_flght", "3"))
     assert "unknown option --max_in_flght" in line
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--max-in-flight", "3"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--max-in-flight", "3"))
     assert "unknown option --max-in-flight" in line
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--summary"))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--summary"))
     assert line == "error: --summary needs a value"
 
 
@@ -152,18 +168,18 @@ def test_unknown_flag_and_flag_without_value_are_one_line(tmp_path):
 def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
     config = tmp_path / "mapping.yaml"
     config.write_text("project: mywebsite.com\nevents:\n  Order Completed: [purchase\n", encoding="utf-8")
-    line = one_error_line(run_job("--input", SAMPLE, "--config", str(config)))
+    line = one_error_line(run_in_process("--input", SAMPLE, "--config", str(config)))
     assert f"config file {config} is not valid YAML, line 4:" in line
     runner_config = tmp_path / "local.yaml"
     runner_config.write_text("runner: FnApiRunner\nrate_limit: 100\nmax_in_flight: : 3\n", encoding="utf-8")
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--runner_config", str(runner_config)))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--runner_config", str(runner_config)))
     assert f"--runner_config: {runner_config} is not valid YAML, line 3:" in line
 
 
 def test_unknown_key_in_runner_config_names_the_file_and_line(tmp_path):
     runner_config = tmp_path / "local.yaml"
     runner_config.write_text("runner: FnApiRunner\n# the rate\nrate_limt: 100\n", encoding="utf-8")
-    line = one_error_line(run_job(*dry_run_args(tmp_path), "--runner_config", str(runner_config)))
+    line = one_error_line(run_in_process(*dry_run_args(tmp_path), "--runner_config", str(runner_config)))
     assert line == f"error: --runner_config {runner_config}, line 3: unknown option 'rate_limt', " \
                    "did you mean 'rate_limit'? (see python -m pipeline --help)"
 
