@@ -69,7 +69,8 @@ echo "pubsub backend: $backend on $PUBSUB_EMULATOR_HOST ($EMULATOR_PACKAGE $vers
 
 # A skipped test fails the run (tests/conftest.py); pytest's exit 5 means it collected no test.
 set +e
-WOOPRA_FAIL_ON_SKIP=1 "$PY" -m pytest -q -p no:cacheprovider -rs "$@"
+# --durations: the 25 slowest tests, so a slow suite says where its time goes.
+WOOPRA_FAIL_ON_SKIP=1 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=25 "$@"
 status=$?
 set -e
 [[ $status -ne 5 ]] || die "pytest collected no tests"
