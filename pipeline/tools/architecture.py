@@ -43,7 +43,19 @@ def build(argv: list[str]) -> beam.Pipeline:
 
 
 def _steps(pipeline: beam.Pipeline) -> list[AppliedPTransform]:
-    return list(pipeline._root_transform().parts)  # the job's own steps, in the order it applies them
+    """The job's own steps (the transforms applied to the pipeline itself), in the order applied."""
+    steps: list[AppliedPTransform] = []
+
+    class TopLevel(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node: AppliedPTransform) -> None:
+            self.visit_transform(node)
+
+        def visit_transform(self, node: AppliedPTransform) -> None:
+            if node.full_label and "/" not in node.full_label:
+                steps.append(node)
+
+    pipeline.visit(TopLevel())
+    return steps
 
 
 def _box_of(node: AppliedPTransform | None, boxes: dict[int, str]) -> str | None:

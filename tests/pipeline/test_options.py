@@ -307,7 +307,9 @@ def test_rate_limiter_address_must_be_host_and_port():
 def test_rate_limiter_address_selects_the_global_limiter():
     settings = resolve_settings(PipelineOptions([*BASE, "--rate_limiter_address", "127.0.0.1:8081"]))
     assert settings.delivery.rate_limiter_address == "127.0.0.1:8081"
-    assert type(settings.delivery.limiter()).__name__ == "EnvoyRateLimiter"
+    from apache_beam.io.components.rate_limiter import EnvoyRateLimiter
+
+    assert isinstance(settings.delivery.limiter(), EnvoyRateLimiter)
 
 
 def test_rate_limit_is_shared_across_worker_processes():
