@@ -42,7 +42,7 @@ from pipeline.options import (
     unknown_flags,
     with_default_runner,
 )
-from pipeline.plan import plan_for_job
+from pipeline.plan import import_plan, plan_for_job
 from pipeline.summary import DRY_RUN_KEY, build_summary, counters_from_result, format_summary, write_summary
 from pipeline.tools.report import clear_counts, write_run_report
 from transforms.counters import process_tally
@@ -127,7 +127,7 @@ def run(argv: Sequence[str]) -> int:
                             job.run_id)
     print(format_summary(summary))
     if job.dry_run:
-        print(plan_for_job(summary[DRY_RUN_KEY], options, job))
+        print(plan_for_job(summary[DRY_RUN_KEY], options, job) if job.imports is None else import_plan(summary, job))
     if job.summary:
         write_summary(summary, job.summary)
     if job.report:

@@ -12,6 +12,7 @@ import difflib
 import importlib
 import io
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -26,6 +27,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.config import IntegrationConfig, load_config, yaml_problem
 from pipeline.files import read_text
+from transforms.delivery.call_budget import DAY, HOUR, MINUTE, CallLimit
+from transforms.delivery.import_sender import ImportCredentials, ImportDelivery
 from transforms.delivery.ledger import LedgerError, delivered_files
 from transforms.delivery.retry import RetryPolicy
 from transforms.delivery.settings import DeliverySettings
@@ -33,6 +36,7 @@ from transforms.file_output import new_run_id
 from transforms.read_events import SUPPORTED_INPUTS, event_files, is_folder, is_supported_input
 from transforms.rules.consent import ConsentPolicy
 from transforms.rules.dead_letters import DEAD_LETTER_REASONS
+from transforms.rules.import_visits import DEFAULT_IMPORT_ENDPOINT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VISITS, MIN_MAX_BYTES
 from transforms.rules.time_range import TimeRange, parse_utc_time
 from transforms.rules.woopra_mapping import (
     DEFAULT_APP,
@@ -162,6 +166,24 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
                                    "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
                                    "already uses every core)."),
     )),
+    ("Import sink", "--sink import: visits in bulk through Woopra's Import API (docs/backfill.md#the-import-sink).", (
+        Flag("--sink", "track|import", "track: one tracking call per event; import: visits in bulk through the "
+                                       "Import API (batch only).", "track"),
+        Flag("--woopra_import_endpoint", "URL", f"Import API URL (the project goes in its query); http:// only to "
+                                          f"a loopback host. Default: {DEFAULT_IMPORT_ENDPOINT}."),
+        Flag("--woopra_credentials", "FILE", "JSON file (local or gs://) with app_id and secret_key; else the "
+                                     "WOOPRA_APP_ID and WOOPRA_SECRET_KEY environment variables. Needed to send."),
+        Flag("--import_max_bytes", "BYTES", "Largest import body.", str(DEFAULT_MAX_BYTES),
+             Number(int, MIN_MAX_BYTES, 100_000_000)),
+        Flag("--import_max_visits", "N", "Most visits in one import body.", str(DEFAULT_MAX_VISITS),
+             Number(int, 1, 1_000_000)),
+        Flag("--import_calls_per_minute", "N", "Import API calls per minute, for the whole job.", "300",
+             Number(int, 1, 1_000_000)),
+        Flag("--import_calls_per_hour", "N", "Import API calls per hour.", "600", Number(int, 1, 10_000_000)),
+        Flag("--import_calls_per_day", "N", "Import API calls per day.", "3000", Number(int, 1, 100_000_000)),
+        Flag("--import_max_in_flight", "N", "Import bodies sent at once per worker process; also how many a kill "
+                                        "can leave imported but not in --ledger.", "2", Number(int, 1, 64)),
+    )),
     ("Outputs", "", (
         Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
                               "projects/P/topics/T when streaming.", "dead_letter/"),
@@ -212,6 +234,67 @@ def help_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+# ----- --sink import (docs/backfill.md#the-import-sink) ------------------------------------------------
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """The import sink: how visits are packed and sent, and the credentials (None in a dry run)."""
+
+    delivery: ImportDelivery
+    credentials: ImportCredentials | None
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_visits: int = DEFAULT_MAX_VISITS
+
+
+def _import_settings(opts: WoopraOptions, options: PipelineOptions, project: str,
+                     streaming: bool) -> ImportSettings | None:
+    """``--sink import``: its options checked, the credentials read (unless a dry run), before anything is read."""
+    sink = str(opts.sink or "track").strip().lower()
+    if sink not in ("track", "import"):
+        raise OptionsError(f"--sink must be track or import, got {opts.sink!r}")
+    if sink == "track":
+        return None
+    if streaming:
+        raise OptionsError("--sink import is for batch backfills from files; leave out --streaming")
+    # Each worker process keeps its own budget: each gets an equal share of the job's limits.
+    processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
+                 else worker_processes(options))
+    limits = tuple(CallLimit(max(1, number_option(opts, name) // processes), seconds) for name, seconds in (
+        ("import_calls_per_minute", MINUTE), ("import_calls_per_hour", HOUR), ("import_calls_per_day", DAY)))
+    delivery = ImportDelivery(
+        endpoint=validate_endpoint(opts.woopra_import_endpoint or DEFAULT_IMPORT_ENDPOINT, "--woopra_import_endpoint"),
+        project=project, limits=limits, max_in_flight=number_option(opts, "import_max_in_flight"),
+        retry=RetryPolicy(max_attempts=number_option(opts, "max_attempts"),
+                          max_retry_seconds=number_option(opts, "max_retry_seconds")))
+    credentials = None if opts.dry_run_output else import_credentials(opts.woopra_credentials, os.environ)
+    return ImportSettings(delivery, credentials, number_option(opts, "import_max_bytes"),
+                          number_option(opts, "import_max_visits"))
+
+
+def import_credentials(path: str | None, environ: Any) -> ImportCredentials:
+    """The App ID and Secret Key from ``--woopra_credentials`` or the environment; a one-line error naming
+    what is missing (never the secret's value)."""
+    if path:
+        try:
+            document = json.loads(read_text(path))
+        except OSError as exc:
+            raise OptionsError(f"--woopra_credentials: cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError:
+            raise OptionsError(f"--woopra_credentials: {path} is not JSON with app_id and secret_key") from None
+        values = document if isinstance(document, dict) else {}
+        missing = [key for key in ("app_id", "secret_key") if not isinstance(values.get(key), str) or not values[key]]
+        if missing:
+            raise OptionsError(f"--woopra_credentials: {path} has no {' or '.join(missing)}")
+        return ImportCredentials(values["app_id"], values["secret_key"])
+    app_id, secret = environ.get("WOOPRA_APP_ID", ""), environ.get("WOOPRA_SECRET_KEY", "")
+    if not app_id or not secret:
+        missing = " and ".join(name for name, value in (("WOOPRA_APP_ID", app_id), ("WOOPRA_SECRET_KEY", secret))
+                               if not value)
+        raise OptionsError(f"--sink import needs Woopra's Access Keys: set {missing}, or give --woopra_credentials "
+                           "FILE (JSON with app_id and secret_key)")
+    return ImportCredentials(app_id, secret)
+
+
 @dataclass(frozen=True)
 class JobSettings:
     """Everything the graph needs, validated."""
@@ -237,6 +320,7 @@ class JobSettings:
     ledger: str | None = None  # --ledger folder
     dedup_window_seconds: float = 600.0
     identity_join: str = "side_input"  # side_input | shuffle
+    imports: ImportSettings | None = None  # --sink import; None: the tracking API (--sink track)
     # Names this run's output files, so that no run replaces another's (transforms/file_output.py).
     run_id: str = field(default_factory=new_run_id)
 
@@ -494,15 +578,15 @@ def with_default_runner(argv: Sequence[str]) -> list[str]:
     return argv + [f"--runner={DEFAULT_STREAMING_RUNNER if streaming else DEFAULT_BATCH_RUNNER}"]
 
 
-def validate_endpoint(url: str) -> str:
+def validate_endpoint(url: str, option: str = "--woopra_endpoint") -> str:
     """An https:// URL, or http(s) to a loopback host for local testing (docs/options.md)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionsError(f"--woopra_endpoint must be an http(s) URL with a host, got {url!r}")
+        raise OptionsError(f"{option} must be an http(s) URL with a host, got {url!r}")
     if parts.query or parts.fragment:
-        raise OptionsError(f"--woopra_endpoint must not carry a query or fragment, got {url!r}")
+        raise OptionsError(f"{option} must not carry a query or fragment, got {url!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise OptionsError(f"--woopra_endpoint must use https:// unless its host is loopback, got {url!r}")
+        raise OptionsError(f"{option} must use https:// unless its host is loopback, got {url!r}")
     return url.rstrip("/")
 
 
@@ -596,6 +680,7 @@ def resolve_settings(options: PipelineOptions) -> JobSettings:
         ledger=_ledger_path(opts.ledger),
         dedup_window_seconds=number_option(opts, "dedup_window"),
         identity_join=_identity_join(opts.identity_join, options),
+        imports=_import_settings(opts, options, woopra.project, streaming),
     )
 
 
