@@ -73,4 +73,4 @@ def test_woopras_documented_limits_in_time_for_a_backfill():
     assert seconds_for(3000) == 4 * HOUR + MINUTE  # each hour: 300, then 300 a minute later
     assert seconds_for(3001) == DAY
     assert calls_plan(412, WOOPRA_LIMITS).startswith("plan: 412 import calls: about 60 s at 300/min")
-    assert calls_plan(3001, WOOPRA_LIMITS).startswith("plan: 3,001 import calls: about 1 d at 3,000/day")
+    assert calls_plan(3001, WOOPRA_LIMITS).startswith("plan: 3,001 import calls: about 24 h at 3,000/day")
