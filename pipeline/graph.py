@@ -27,8 +27,8 @@ from transforms import (
     WriteDeadLetters,
 )
 from transforms.delivery.ledger import delivered_files
-from transforms.rules.dead_letters import DEAD_LETTERS
 from transforms.import_visits import GroupIntoVisits
+from transforms.rules.dead_letters import DEAD_LETTERS
 from transforms.send_imports import SendImports
 
 

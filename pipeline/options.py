@@ -282,9 +282,9 @@ def import_credentials(path: str | None, environ: Any) -> ImportCredentials:
         except ValueError:
             raise OptionsError(f"--woopra_credentials: {path} is not JSON with app_id and secret_key") from None
         values = document if isinstance(document, dict) else {}
-        missing = [key for key in ("app_id", "secret_key") if not isinstance(values.get(key), str) or not values[key]]
-        if missing:
-            raise OptionsError(f"--woopra_credentials: {path} has no {' or '.join(missing)}")
+        absent = [key for key in ("app_id", "secret_key") if not isinstance(values.get(key), str) or not values[key]]
+        if absent:
+            raise OptionsError(f"--woopra_credentials: {path} has no {' or '.join(absent)}")
         return ImportCredentials(values["app_id"], values["secret_key"])
     app_id, secret = environ.get("WOOPRA_APP_ID", ""), environ.get("WOOPRA_SECRET_KEY", "")
     if not app_id or not secret:

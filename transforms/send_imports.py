@@ -1,4 +1,6 @@
-"""Send imports: POST each import body to Woopra's Import API, or in a dry run write it (docs/backfill.md#the-import-sink).
+"""Send imports: POST each import body to Woopra's Import API, or in a dry run write it.
+
+docs/backfill.md#the-import-sink.
 
 Every event of an accepted body is counted ``imported`` (``would_import`` in a dry run); the events
 of a rejected visit are dead letters (``rejected``, with Woopra's answer), those of a visit whose

@@ -13,8 +13,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -141,7 +141,8 @@ def parse_import_body(text: str) -> tuple[list[dict[str, Any]], str | None]:
 def _visit_problem(visit: Any) -> str | None:
     if not isinstance(visit, dict) or not isinstance(visit.get("visitor"), dict):
         return "a visit needs a visitor object"
-    if not any(isinstance(visit["visitor"].get(key), str) and visit["visitor"][key] for key in ("cookie", "email", "id")):
+    visitor = visit["visitor"]
+    if not any(isinstance(visitor.get(key), str) and visitor[key] for key in ("cookie", "email", "id")):
         return "the visitor has no identifier (cookie, email or id)"
     actions = visit.get("actions", [])
     if not isinstance(actions, list):

@@ -60,7 +60,8 @@ def test_an_identify_call_has_no_action_and_an_unmapped_dropped_event_is_skipped
 
 def call(time_ms: int, n: int, visitor: dict | None = None, action: bool = True) -> ImportCall:
     text = json.dumps({"name": f"e{n}", "time": time_ms, "properties": {"n": str(n)}}) if action else ""
-    return ImportCall(time_ms, n.to_bytes(16, "big"), text, json.dumps(visitor or {"cookie": "C"}), json.dumps({"n": n}))
+    visitor_json = json.dumps(visitor or {"cookie": "C"})
+    return ImportCall(time_ms, n.to_bytes(16, "big"), text, visitor_json, json.dumps({"n": n}))
 
 
 def test_a_new_visit_begins_after_the_timeout_and_actions_are_in_time_order():

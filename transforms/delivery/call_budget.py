@@ -45,7 +45,8 @@ class CallBudget:
     for it. ``hold_until`` books nothing before a time (Woopra's ``Retry-After``). Thread-safe.
     """
 
-    def __init__(self, limits: Sequence[CallLimit] = WOOPRA_LIMITS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: Sequence[CallLimit] = WOOPRA_LIMITS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = tuple(limits)
         self._clock = clock
         self._lock = threading.Lock()
