@@ -1,6 +1,7 @@
 """End to end, ``python -m pipeline --sink import`` against the stand-in's Import API
-(docs/backfill.md#the-import-sink): a dry run and its plan, a missing credential, a poisoned visit isolated with 429s on the way, a rerun
-and a ``kill -9`` resumed from the ledger, and a scan of every output for the secret."""
+(docs/backfill.md#the-import-sink): a dry run and its plan, a missing credential, a poisoned visit
+isolated with 429s on the way, a rerun and a ``kill -9`` resumed from the ledger, and a scan of every
+output for the secret."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ def visit_identity(visit: dict) -> str:
 
 def test_a_dry_run_writes_the_bodies_and_plans_the_calls(tmp_path, events):
     done = run_import("--input", str(events), "--woopra_project", "example.com",
-                      "--dry_run", str(tmp_path / "dry") + "/", "--dead_letter", str(tmp_path / "dead") + "/", "--summary", str(tmp_path / "s.json"),
-                      "--import_max_visits", "40")
+                      "--dry_run", str(tmp_path / "dry") + "/", "--dead_letter", str(tmp_path / "dead") + "/",
+                      "--summary", str(tmp_path / "s.json"), "--import_max_visits", "40")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["would_import"], summary["import_calls"], summary["balanced"]) == (EVENTS, 4, True)
