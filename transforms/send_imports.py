@@ -160,8 +160,8 @@ class SendImports(beam.PTransform):
     def expand(self, bodies: beam.PCollection):  # a DoOutputsTuple; Beam takes no hint for it
         if self.dry_run_path:
             prefix = file_prefix(self.dry_run_path, "import", self.run_id)
-            return bodies | "WriteBodies" >> beam.ParDo(_WriteBodiesFn(prefix)).with_outputs(
-                DEAD_LETTERS, main="imported")
+            write = beam.ParDo(_WriteBodiesFn(prefix)).with_output_types(int, dead_letters=DeadLetter)
+            return bodies | "WriteBodies" >> write.with_outputs(DEAD_LETTERS, main="imported")
         assert self.credentials is not None, "sending needs credentials (pipeline/options.py checks them)"
         # Every body to some worker, and a checkpoint: a retried stage upstream does not send again.
         bodies = bodies | "SpreadBodies" >> beam.Reshuffle()
