@@ -28,8 +28,8 @@ from transforms import (
 )
 from transforms.delivery.ledger import delivered_files
 from transforms.import_visits import GroupIntoVisits
-from transforms.rules.dead_letters import DEAD_LETTERS
-from transforms.send_imports import SendImports
+from transforms.rejected_visits import DeadLetterNotImported
+from transforms.send_imports import NOT_IMPORTED, SendImports
 
 
 def read_source(job: JobSettings, read_at_ms: int | None = None, count_progress: bool = False) -> beam.PTransform:
@@ -63,7 +63,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
         ledger_files = delivered_files(job.ledger) if job.ledger else []
         to_send = to_send | "SelectToSend" >> SelectToSend(job.time_range, tuple(ledger_files))
     if job.imports is not None:
-        sent, sending_dead_letters = import_visits(to_send, job)
+        sent, sending_dead_letters = import_visits(to_send, job, read_source(job, started_ms))
     else:
         mapped = to_send | "MapToWoopra" >> MapToWoopra(job.woopra)
         delivered = mapped.requests | "Deliver" >> DeliverToWoopra(
@@ -81,11 +81,18 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobSettings) -> beam.Pipeline:
     return pipeline
 
 
-def import_visits(events: beam.PCollection, job: JobSettings) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """``--sink import``: Group into visits → Send imports; returns what was sent and the dead letters."""
+def import_visits(events: beam.PCollection, job: JobSettings,
+                  read_again: beam.PTransform) -> tuple[beam.PCollection, list[beam.PCollection]]:
+    """``--sink import``: Group into visits → Send imports (→ the dead letters of visits not imported, from
+    ``read_again``); returns what was sent and the dead letters."""
     imports = job.imports
     assert imports is not None
     grouped = events | "GroupIntoVisits" >> GroupIntoVisits(job.woopra, imports.max_bytes, imports.max_visits)
     sent = grouped["bodies"] | "SendImports" >> SendImports(
-        imports.delivery, imports.credentials, dry_run_path=job.dry_run, run_id=job.run_id, ledger=job.ledger)
-    return sent.imported, [grouped["dead_letters"], sent[DEAD_LETTERS]]
+        imports.delivery, imports.credentials, dry_run_path=job.dry_run, run_id=job.run_id, ledger=job.ledger,
+        spread_over_workers=job.delivery.spread_over_workers)
+    if job.dry_run:
+        return sent.imported, [grouped["dead_letters"]]
+    not_imported = sent[NOT_IMPORTED] | "DeadLetterNotImported" >> DeadLetterNotImported(
+        read_again, imports.delivery, job.replay_reasons)
+    return sent.imported, [grouped["dead_letters"], not_imported]

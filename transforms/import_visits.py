@@ -39,14 +39,14 @@ class _MapToImportCallFn(beam.DoFn):
         self.too_large = counter(Outcome.TOO_LARGE)
         self.failures = StepFailures("GroupIntoVisits")
 
-    def process(self, event: Event) -> Iterator[tuple[str, ImportCall] | DeadLetterOutput]:
+    def process(self, event: Event) -> Iterator[tuple[str, bytes] | DeadLetterOutput]:
         try:
             result = import_call(event, self.settings)
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
             yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
             return
         if not isinstance(result, Skipped):
-            yield event.visitor, result
+            yield event.visitor, result.to_bytes()
         elif result.reason is Outcome.TOO_LARGE:
             self.too_large.inc()
             yield dead_letter_output(DeadLetter(
@@ -61,8 +61,8 @@ class _SplitVisitsFn(beam.DoFn):
         self.timeout_ms = timeout_ms
         self.max_bytes = max_bytes
 
-    def process(self, visitor_calls: tuple[str, Iterable[ImportCall]]) -> Iterator[VisitLine]:
-        yield from split_visits(visitor_calls[1], self.timeout_ms, self.max_bytes)
+    def process(self, visitor_calls: tuple[str, Iterable[bytes]]) -> Iterator[VisitLine]:
+        yield from split_visits(map(ImportCall.from_bytes, visitor_calls[1]), self.timeout_ms, self.max_bytes)
 
 
 class _PackBodiesFn(beam.DoFn):

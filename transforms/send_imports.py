@@ -3,8 +3,9 @@
 docs/backfill.md#the-import-sink.
 
 Every event of an accepted body is counted ``imported`` (``would_import`` in a dry run); the events
-of a rejected visit are dead letters (``rejected``, with Woopra's answer), those of a visit whose
-retries ran out ``retries_exhausted``. With a ledger, every event of a visit is recorded as the
+of a rejected visit are counted ``rejected`` (with Woopra's answer), those of a visit whose retries
+ran out ``retries_exhausted``, and leave as ``NotImported`` records, which transforms/rejected_visits.py
+turns into their dead letters. With a ledger, every event of a visit is recorded as the
 answer that imported it arrives, before the bundle sees it, so a rerun skips the visit
 (docs/backfill.md#resuming-with-the-ledger). Like the tracking path's Deliver step, the DoFn never
 raises after sending: a retried bundle would import its visits again.
@@ -13,7 +14,6 @@ raises after sending: a retried bundle would import its visits again.
 from __future__ import annotations
 
 import collections
-import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -33,15 +33,15 @@ from transforms.delivery.import_sender import (
     ImportCredentials,
     ImportDelivery,
     ImportSender,
+    NotImported,
     VisitResult,
-    request_record,
 )
 from transforms.delivery.ledger import LedgerWriter
 from transforms.file_output import file_prefix, owner_only_files
-from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
 from transforms.rules.import_visits import ImportBody, VisitLine
 from transforms.rules.outcomes import IMPORT_CALLS, RETRIED_REQUESTS, Outcome
 
+NOT_IMPORTED = "not_imported"  # the tagged output of the calls of visits Woopra did not import
 _SENDERS = Shared()  # one sender per worker process: one call budget for every DoFn instance in it
 _LEDGERS = Shared()
 
@@ -57,13 +57,12 @@ def _event_time(visit: VisitLine, at: int) -> Timestamp:
     return Timestamp.of(visit.times[at] / 1000.0)
 
 
-def _dead_letters(result: VisitResult, settings: ImportDelivery) -> Iterator[Any]:
+def _not_imported(result: VisitResult) -> Iterator[Any]:
     visit = result.visit
-    for at, event in enumerate(visit.events):
-        record = DeadLetter(reason=result.result, error=result.error, event=json.loads(event), status=result.status,
-                            response_body=result.response_body, attempts=result.attempts,
-                            request=request_record(settings))
-        yield pvalue.TaggedOutput(DEAD_LETTERS, WindowedValue(record, _event_time(visit, at), (GlobalWindow(),)))
+    for at, key in enumerate(visit.keys):
+        record = NotImported(key, str(result.result), result.error, result.status, result.response_body,
+                             result.attempts)
+        yield pvalue.TaggedOutput(NOT_IMPORTED, WindowedValue(record, _event_time(visit, at), (GlobalWindow(),)))
 
 
 class _SendImportsFn(beam.DoFn):
@@ -118,7 +117,7 @@ class _SendImportsFn(beam.DoFn):
                 for at in range(events):
                     yield WindowedValue(at, _event_time(result.visit, at), (GlobalWindow(),))
             else:
-                yield from _dead_letters(result, self.settings)
+                yield from _not_imported(result)
 
 
 class _WriteBodiesFn(beam.DoFn):
@@ -146,11 +145,13 @@ class _WriteBodiesFn(beam.DoFn):
 
 
 class SendImports(beam.PTransform):
-    """POST import bodies (or, with ``dry_run_path``, write them): outputs ``imported`` and ``dead_letters``."""
+    """POST import bodies (or, with ``dry_run_path``, write them): outputs ``imported`` and ``not_imported``."""
 
     def __init__(self, settings: ImportDelivery, credentials: ImportCredentials | None,
-                 dry_run_path: str | None = None, run_id: str = "", ledger: str | None = None) -> None:
+                 dry_run_path: str | None = None, run_id: str = "", ledger: str | None = None,
+                 spread_over_workers: bool = False) -> None:
         super().__init__()
+        self.spread_over_workers = spread_over_workers
         self.settings = settings
         self.credentials = credentials
         self.dry_run_path = dry_run_path
@@ -160,11 +161,13 @@ class SendImports(beam.PTransform):
     def expand(self, bodies: beam.PCollection):  # a DoOutputsTuple; Beam takes no hint for it
         if self.dry_run_path:
             prefix = file_prefix(self.dry_run_path, "import", self.run_id)
-            write = beam.ParDo(_WriteBodiesFn(prefix)).with_output_types(int, dead_letters=DeadLetter)
-            return bodies | "WriteBodies" >> write.with_outputs(DEAD_LETTERS, main="imported")
+            write = beam.ParDo(_WriteBodiesFn(prefix)).with_output_types(int, not_imported=NotImported)
+            return bodies | "WriteBodies" >> write.with_outputs(NOT_IMPORTED, main="imported")
         assert self.credentials is not None, "sending needs credentials (pipeline/options.py checks them)"
-        # Every body to some worker, and a checkpoint: a retried stage upstream does not send again.
-        bodies = bodies | "SpreadBodies" >> beam.Reshuffle()
+        if self.spread_over_workers:
+            # Bodies to every worker, and a checkpoint: a retried stage upstream does not send again.
+            # One local process gains nothing from it and would hold every body in the shuffle.
+            bodies = bodies | "SpreadBodies" >> beam.Reshuffle()
         send = beam.ParDo(_SendImportsFn(self.settings, self.credentials, self.ledger, self.run_id))
-        return bodies | "Send" >> send.with_output_types(int, dead_letters=DeadLetter).with_outputs(
-            DEAD_LETTERS, main="imported")
+        return bodies | "Send" >> send.with_output_types(int, not_imported=NotImported).with_outputs(
+            NOT_IMPORTED, main="imported")

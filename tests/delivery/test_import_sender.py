@@ -34,7 +34,7 @@ def body_of(count: int, poisoned: int | None = None) -> ImportBody:
     for n in range(count):
         email = "poison@example.com" if n == poisoned else f"v{n}@example.com"
         action = json.dumps({"name": "pv", "time": 1_700_000_000_000 + n, "properties": {"n": str(n)}})
-        call = ImportCall(1_700_000_000_000 + n, n.to_bytes(16, "big"), action, json.dumps({"email": email}), "{}")
+        call = ImportCall(1_700_000_000_000 + n, n.to_bytes(16, "big"), action, json.dumps({"email": email}))
         visits += split_visits([call], timeout_ms=1)
     return ImportBody(tuple(visits))
 

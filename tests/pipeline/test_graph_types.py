@@ -16,10 +16,11 @@ from apache_beam.coders import registry
 from pipeline.graph import build_pipeline
 from pipeline.launcher import parse_command_line
 from tests.conftest import ROOT
+from transforms.delivery.import_sender import NotImported
 from transforms.delivery.sender import DeliveryOutcome
 from transforms.rules.dead_letters import DeadLetter
 from transforms.rules.events import Event
-from transforms.rules.import_visits import ImportBody, ImportCall, VisitLine
+from transforms.rules.import_visits import ImportBody, VisitLine
 from transforms.rules.woopra_mapping import WoopraRequest
 
 BATCH = ["--input", str(ROOT / "samples" / "events.jsonl"), "--config", str(ROOT / "samples" / "mapping.yaml"),
@@ -53,12 +54,15 @@ EXPECTED = {
     ("Deliver/Send", None): DeliveryOutcome,
     ("Deliver/Send", "dead_letters"): DeadLetter,
     ("Deliver/CountWouldSend", None): WoopraRequest,
-    ("GroupIntoVisits/MapToImportCalls", None): beam.typehints.Tuple[str, ImportCall],
+    ("GroupIntoVisits/MapToImportCalls", None): beam.typehints.Tuple[str, bytes],
     ("GroupIntoVisits/MapToImportCalls", "dead_letters"): DeadLetter,
     ("GroupIntoVisits/SplitVisits", None): VisitLine,
     ("GroupIntoVisits/PackBodies", None): ImportBody,
     ("SendImports/Send", None): int,
-    ("SendImports/Send", "dead_letters"): DeadLetter,
+    ("SendImports/Send", "not_imported"): NotImported,
+    ("DeadLetterNotImported/MatchNotImported", None): beam.typehints.Tuple[bytes,
+                                                                           beam.typehints.Tuple[int, DeadLetter]],
+    ("DeadLetterNotImported/FirstCopy", None): DeadLetter,
     ("SendImports/WriteBodies", None): int,
 }
 

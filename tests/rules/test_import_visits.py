@@ -45,7 +45,7 @@ def test_an_event_is_mapped_as_the_tracking_path_maps_it_without_prefixes():
     action = json.loads(call.action)
     assert action == {"name": "purchase", "time": 1772359200000,
                       "properties": {"app": "datafly-signal", "amount": "49.5", "currency": "EUR"}}
-    assert json.loads(call.event) == raw
+    assert ImportCall.from_bytes(call.to_bytes()) == call
 
 
 def test_an_identify_call_has_no_action_and_an_unmapped_dropped_event_is_skipped():
@@ -61,7 +61,7 @@ def test_an_identify_call_has_no_action_and_an_unmapped_dropped_event_is_skipped
 def call(time_ms: int, n: int, visitor: dict | None = None, action: bool = True) -> ImportCall:
     text = json.dumps({"name": f"e{n}", "time": time_ms, "properties": {"n": str(n)}}) if action else ""
     visitor_json = json.dumps(visitor or {"cookie": "C"})
-    return ImportCall(time_ms, n.to_bytes(16, "big"), text, visitor_json, json.dumps({"n": n}))
+    return ImportCall(time_ms, n.to_bytes(16, "big"), text, visitor_json)
 
 
 def test_a_new_visit_begins_after_the_timeout_and_actions_are_in_time_order():
@@ -106,15 +106,33 @@ def test_visits_hold_every_call_once_in_order_and_no_gap_inside_a_visit_passes_t
 def test_a_visit_too_long_for_one_body_is_cut_into_lines_that_fit(count, max_bytes):
     big = {"cookie": "C"}
     calls = [ImportCall(n, n.to_bytes(16, "big"), json.dumps({"name": "e", "time": n, "properties": {"x": "y" * 2000}}),
-                        json.dumps(big), "{}") for n in range(count)]
+                        json.dumps(big)) for n in range(count)]
     lines = split_visits(calls, timeout_ms=MINUTE_MS, max_bytes=max_bytes)
     assert all(line.size <= max_bytes for line in lines)
     assert sum(len(line.keys) for line in lines) == count
     assert all(json.loads(line.line)["visitor"] == big for line in lines)
 
 
+@settings(max_examples=200, deadline=None)
+@given(time_ms=st.integers(min_value=-(2**63), max_value=2**63 - 1), key=st.binary(min_size=16, max_size=16),
+       action=st.dictionaries(st.text(), st.text()), visitor=st.dictionaries(st.text(), st.text()))
+def test_a_call_crosses_the_grouping_as_bytes_and_comes_back_the_same(time_ms, key, action, visitor):
+    call = ImportCall(time_ms, key, json.dumps(action, ensure_ascii=False) if action else "",
+                      json.dumps(visitor, ensure_ascii=False))
+    assert ImportCall.from_bytes(call.to_bytes()) == call
+
+
+def test_text_utf8_cannot_hold_is_written_as_json_escapes():
+    event = enriched({"type": "track", "event": "X", "anonymousId": "a", "timestamp": 1,
+                      "properties": {"bad": "\ud800 lone"}})
+    call = import_call(event, SETTINGS)
+    assert isinstance(call, ImportCall) and json.loads(call.action)["properties"]["bad"] == "\ud800 lone"
+    assert ImportCall.from_bytes(call.to_bytes()) == call
+    assert split_visits([call], timeout_ms=1)[0].line.encode("utf-8")
+
+
 def line_of(size: int, n: int) -> VisitLine:
-    return VisitLine("x" * (size - 1), (n.to_bytes(16, "big"),), (n,), ("{}",))
+    return VisitLine("x" * (size - 1), (n.to_bytes(16, "big"),), (n,))
 
 
 @settings(max_examples=300, deadline=None)

@@ -77,6 +77,17 @@ class VisitResult(NamedTuple):
     attempts: int = 1
 
 
+class NotImported(NamedTuple):
+    """A call of a visit Woopra did not import: what its dead letter says besides the event."""
+
+    key: bytes  # the call's ledger key: its visitor and event id
+    reason: str  # rejected | retries_exhausted
+    error: str
+    status: int | None
+    response_body: str | None
+    attempts: int
+
+
 class BodyOutcome(NamedTuple):
     """How one body ended: a result per visit line, in order, and the POSTs it took (splits, retries)."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -33,16 +34,49 @@ DEFAULT_MAX_VISITS = 5_000
 # lines within this floor of --import_max_bytes.
 MIN_MAX_BYTES = 64 * 1024
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
+def _json(value: object) -> str:
+    """Compact JSON, UTF-8 kept as is; text UTF-8 cannot hold (a lone surrogate) as JSON escapes."""
+    text = _JSON.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_JSON.encode(value)
+    return text
+
+
+_TIME_AND_KEY = struct.Struct(">q16s")
 
 
 class ImportCall(NamedTuple):
-    """One event as the import branch carries it to the grouping: compact, its parts already JSON."""
+    """One event as the import branch carries it to the grouping: compact, its parts already JSON.
+
+    Not the original event: the few events of a rejected visit are found again by reading the
+    input once more (transforms/rejected_visits.py), so the grouping carries a third of the bytes.
+    """
 
     time_ms: int
     key: bytes  # ledger_key(visitor, event id): what the ledger records once its visit is imported
     action: str  # the action's JSON, or "" for an identify call (visitor properties only)
     visitor: str  # the visitor object's JSON as this call knows it (cookie, id, email, traits)
-    event: str  # the original event's JSON, for its dead letter
+
+    def to_bytes(self) -> bytes:
+        """The call as one bytes object, as it crosses the grouping.
+
+        A local runner holds every value of a GroupByKey decoded in memory until the group is
+        read: one bytes object is a third of the memory of a tuple of strings (BENCHMARKS.md).
+        """
+        return _TIME_AND_KEY.pack(self.time_ms, self.key) + f"{self.action}\n{self.visitor}".encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImportCall:
+        """The call ``to_bytes`` wrote (JSON text holds no raw newline, so the first one separates)."""
+        time_ms, key = _TIME_AND_KEY.unpack_from(data)
+        action, _, visitor = data[_TIME_AND_KEY.size:].decode("utf-8").partition("\n")
+        return cls(time_ms, key, action, visitor)
 
 
 @dataclass(frozen=True)
@@ -52,7 +86,6 @@ class VisitLine:
     line: str  # {"visitor": ..., "actions": [...]}, without the newline
     keys: tuple[bytes, ...]
     times: tuple[int, ...]  # each call's event time, ms
-    events: tuple[str, ...]  # each call's original JSON
 
     @property
     def size(self) -> int:
@@ -80,9 +113,8 @@ def import_call(event: Event, settings: WoopraSettings, now_ms: int | None = Non
         elif key == "timestamp":
             time_ms = int(value)
     time_ms = event.timestamp_ms if time_ms is None else time_ms
-    action = _JSON.encode({"name": name, "time": time_ms, "properties": properties}) if name is not None else ""
-    return ImportCall(time_ms, ledger_key(event.visitor, event_id(event.original)), action,
-                      _JSON.encode(visitor), _JSON.encode(event.original))
+    action = _json({"name": name, "time": time_ms, "properties": properties}) if name is not None else ""
+    return ImportCall(time_ms, ledger_key(event.visitor, event_id(event.original)), action, _json(visitor))
 
 
 def visit_line(visitor: str, actions: Sequence[str]) -> str:
@@ -100,7 +132,7 @@ def merged_visitor(visitors: Iterable[str]) -> str:
         if text not in seen:  # a visitor's calls mostly repeat one object
             seen.add(text)
             merged.update(json.loads(text))
-    return _JSON.encode(merged)
+    return _json(merged)
 
 
 def split_visits(calls: Iterable[ImportCall], timeout_ms: int, max_bytes: int = DEFAULT_MAX_BYTES) -> list[VisitLine]:
@@ -143,7 +175,7 @@ def _visit_lines(visit: list[ImportCall], max_bytes: int) -> list[VisitLine]:
 
 def _line_of(calls: Sequence[ImportCall]) -> VisitLine:
     line = visit_line(merged_visitor(call.visitor for call in calls), [call.action for call in calls if call.action])
-    return VisitLine(line, tuple(c.key for c in calls), tuple(c.time_ms for c in calls), tuple(c.event for c in calls))
+    return VisitLine(line, tuple(c.key for c in calls), tuple(c.time_ms for c in calls))
 
 
 @dataclass(frozen=True)
