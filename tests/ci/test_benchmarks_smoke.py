@@ -183,3 +183,12 @@ def test_bench_backfill_full_kill_and_resume() -> None:
     resume = results["backfill_resume"]
     assert resume["events"] == 20_000 and len(resume["results"]) == 3
     assert_resumed_without_loss(resume)
+
+
+@pytest.mark.slow  # two dry runs and two delivered runs of 2,000 events; CI leaves it out
+def test_bench_sinks_smoke() -> None:
+    result = run_smoke("bench_sinks.py")
+    assert result["benchmark"] == "sinks"
+    assert_keys(result, "computed", "measured", "dry_runs", "budget")
+    assert result["computed"]["import"]["calls"] < result["computed"]["track"]["calls"]
+    assert_passed(result)
