@@ -10,8 +10,6 @@ an import body, so one visit can be made to poison every body holding it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from aiohttp import web
 
 from pipeline.tools.redact import redacted_url
+from woopra_standin.import_api import basic_auth, parse_import_body
 
 if TYPE_CHECKING:
     from typing import Self
@@ -108,53 +107,6 @@ def parse_rules_payload(data: Any) -> tuple[list[Rule], float | None]:
     rules = [Rule.from_dict(item) for item in data.get("rules", [])]
     delay_ms = float(data["delay_ms"]) if data.get("delay_ms") is not None else None
     return rules, delay_ms
-
-
-def _basic_auth(header: str | None) -> tuple[str, str] | None:
-    """The (user, password) of an ``Authorization: Basic`` header, or None."""
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return user, password
-
-
-def parse_import_body(text: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The visits of an NDJSON import body, and the first problem found (None: a valid body)."""
-    visits: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            visit = json.loads(line)
-        except ValueError:
-            return visits, f"line {number}: not JSON"
-        problem = _visit_problem(visit)
-        if problem:
-            return visits, f"line {number}: {problem}"
-        visits.append(visit)
-    return visits, None if visits else "empty body: no visit"
-
-
-def _visit_problem(visit: Any) -> str | None:
-    if not isinstance(visit, dict) or not isinstance(visit.get("visitor"), dict):
-        return "a visit needs a visitor object"
-    visitor = visit["visitor"]
-    if not any(isinstance(visitor.get(key), str) and visitor[key] for key in ("cookie", "email", "id")):
-        return "the visitor has no identifier (cookie, email or id)"
-    actions = visit.get("actions", [])
-    if not isinstance(actions, list):
-        return "actions must be a list"
-    for action in actions:
-        if not isinstance(action, dict) or not isinstance(action.get("name"), str) or not action["name"]:
-            return "an action needs a name"
-        if not isinstance(action.get("time"), int) or isinstance(action.get("time"), bool):
-            return "an action's time must be Unix milliseconds"
-        if not isinstance(action.get("properties", {}), dict):
-            return "an action's properties must be an object"
-    return None
 
 
 def _reply(status: int, body: str, retry_after: str | None = None) -> web.Response:
@@ -413,7 +365,7 @@ class StandIn:
         path, params = request.rel_url.raw_path, dict(request.rel_url.query.items())
         payload = await request.read()
         text = payload.decode("utf-8", "replace")
-        authorized = _basic_auth(request.headers.get("Authorization")) == self.import_keys
+        authorized = basic_auth(request.headers.get("Authorization")) == self.import_keys
         visits, problem = parse_import_body(text)
         with self._cond:
             key = (path, hashlib.blake2b(payload, digest_size=16).hexdigest())

@@ -19,7 +19,7 @@ from tests.e2e.test_backfill_end_to_end import kill_after
 from tests.e2e.test_end_to_end import read_jsonl
 from tests.support.generated_events import generated_events
 from woopra_standin import Rule, StandIn
-from woopra_standin.server import parse_import_body
+from woopra_standin.import_api import parse_import_body
 
 EVENTS = 1500  # 150 visitors of 10 calls each, one visit each (tests/support/generated_events.py)
 VISITS = EVENTS // 10
