@@ -108,11 +108,10 @@ class _SendImportsFn(beam.DoFn):
     def _emit(self, future: Future[BodyOutcome]) -> Iterator[Any]:
         outcome = future.result()  # deliver() never raises
         self.calls.inc(outcome.calls)
+        self.retried.inc(outcome.retries)
         for result in outcome.results:
             events = len(result.visit.keys)
             self.outcomes[result.result].inc(events)
-            if result.attempts > 1:
-                self.retried.inc(result.attempts - 1)
             if result.result is Outcome.IMPORTED:
                 for at in range(events):
                     yield WindowedValue(at, _event_time(result.visit, at), (GlobalWindow(),))

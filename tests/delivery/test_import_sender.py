@@ -66,6 +66,7 @@ def test_a_poisoned_visit_is_isolated_by_halving_and_only_it_is_rejected(server)
     assert sum(r.result is Outcome.IMPORTED for r in outcome.results) == 15
     assert len(server.imported_visits) == 15
     assert outcome.calls == len(server.requests) <= 1 + 2 * 4  # log2(16) halvings, two calls each
+    assert outcome.retries == 0  # halves are not retries
 
 
 def test_a_429_waits_its_retry_after_and_holds_back_the_next_calls(server):
@@ -73,7 +74,7 @@ def test_a_429_waits_its_retry_after_and_holds_back_the_next_calls(server):
     sleeps: list[float] = []
     sender = sender_for(server, sleeps)
     outcome = sender.deliver(body_of(3))
-    assert [r.result for r in outcome.results] == [Outcome.IMPORTED] * 3 and outcome.calls == 2
+    assert [r.result for r in outcome.results] == [Outcome.IMPORTED] * 3 and (outcome.calls, outcome.retries) == (2, 1)
     assert sleeps and sleeps[0] >= 7  # the backoff honours Retry-After
     assert sender.budget.reserve() > 5  # and the budget starts no call before it is over
     assert sender.rate_limited == 1

@@ -93,6 +93,7 @@ class BodyOutcome(NamedTuple):
 
     results: list[VisitResult]
     calls: int
+    retries: int = 0  # of those calls, the extra attempts of a body or a half (not the halves themselves)
 
 
 class CallResult(NamedTuple):
@@ -141,14 +142,15 @@ class ImportSender:
                 if on_imported is not None:
                     on_imported(visit)
             return BodyOutcome([VisitResult(visit, Outcome.IMPORTED, sent.status, "", None, sent.attempts)
-                                for visit in body.visits], sent.attempts)
+                                for visit in body.visits], sent.attempts, max(0, sent.attempts - 1))
         if sent.verdict is Verdict.REJECT and len(body.visits) > 1 and sent.status is not None and (
                 sent.status not in WHOLE_BODY_STATUSES):
             first, second = (self.deliver(half, on_imported) for half in body.halves())
-            return BodyOutcome(first.results + second.results, sent.attempts + first.calls + second.calls)
+            return BodyOutcome(first.results + second.results, sent.attempts + first.calls + second.calls,
+                               max(0, sent.attempts - 1) + first.retries + second.retries)
         result = Outcome.REJECTED if sent.verdict is Verdict.REJECT else Outcome.RETRIES_EXHAUSTED
         return BodyOutcome([VisitResult(visit, result, sent.status, sent.error, sent.response_body, sent.attempts)
-                            for visit in body.visits], sent.attempts)
+                            for visit in body.visits], sent.attempts, max(0, sent.attempts - 1))
 
     def post(self, payload: bytes) -> CallResult:
         """POST one body under the budget, retrying as the policy says."""
