@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,23 @@ def test_credentials_from_a_file_are_used_and_never_shown(tmp_path, events):
         scan_for_secret(tmp_path, done, server)
     finally:
         server.stop()
+
+
+def test_a_slice_and_each_id_once_apply_as_on_the_tracking_path(tmp_path, events):
+    lines = events.read_text().splitlines(keepends=True)[:200]  # 20 visitors
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text("".join(lines + lines))
+    times = sorted(datetime.fromisoformat(json.loads(line)["timestamp"]) for line in lines)
+    start, end = (times[at].replace(microsecond=0) for at in (50, 150))
+    done = run_import("--input", str(doubled), "--woopra_project", "example.com", "--start", start.isoformat(),
+                      "--end", end.isoformat(),
+                      "--dry_run", str(tmp_path / "dry") + "/", "--dead_letter", str(tmp_path / "dead") + "/",
+                      "--summary", str(tmp_path / "s.json"))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    in_slice = sum(start <= t < end for t in times)
+    assert (summary["read"], summary["duplicate"], summary["balanced"]) == (400, 200, True)
+    assert (summary["would_import"], summary["out_of_range"]) == (in_slice, 200 - in_slice)
+    visits = [v for body in (tmp_path / "dry").glob("import-*.ndjson") for v in parse_import_body(body.read_text())[0]]
+    times_ms = [a["time"] for v in visits for a in v.get("actions", [])]
+    assert len(times_ms) == len(set(times_ms)) <= in_slice  # each event once (identifies carry no action)
