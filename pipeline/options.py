@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.config import IntegrationConfig, load_config, yaml_problem
 from pipeline.files import read_text
-from transforms.delivery.call_budget import DAY, HOUR, MINUTE, CallLimit
+from transforms.delivery.call_budget import WOOPRA_LIMITS, CallLimit, parse_limits
 from transforms.delivery.import_sender import ImportCredentials, ImportDelivery
 from transforms.delivery.ledger import LedgerError, delivered_files
 from transforms.delivery.retry import RetryPolicy
@@ -166,23 +166,17 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
                                    "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
                                    "already uses every core)."),
     )),
-    ("Import sink", "--sink import: visits in bulk through Woopra's Import API (docs/backfill.md#the-import-sink).", (
-        Flag("--sink", "track|import", "track: one tracking call per event; import: visits in bulk through the "
-                                       "Import API (batch only).", "track"),
-        Flag("--woopra_import_endpoint", "URL", f"Import API URL (the project goes in its query); http:// only to "
-                                          f"a loopback host. Default: {DEFAULT_IMPORT_ENDPOINT}."),
-        Flag("--woopra_credentials", "FILE", "JSON file (local or gs://) with app_id and secret_key; else the "
-                                     "WOOPRA_APP_ID and WOOPRA_SECRET_KEY environment variables. Needed to send."),
-        Flag("--import_max_bytes", "BYTES", "Largest import body.", str(DEFAULT_MAX_BYTES),
+    ("Import sink", "", (
+        Flag("--sink", "track|import", "import: visits in bulk, batch only (docs/backfill.md).", "track"),
+        Flag("--woopra_import_endpoint", "URL", f"Import API URL. Default: {DEFAULT_IMPORT_ENDPOINT}."),
+        Flag("--woopra_credentials", "FILE", "JSON app_id, secret_key (local or gs://); else WOOPRA_APP_ID, "
+                                     "WOOPRA_SECRET_KEY."),
+        Flag("--import_max_bytes", "BYTES", "Largest body.", str(DEFAULT_MAX_BYTES),
              Number(int, MIN_MAX_BYTES, 100_000_000)),
-        Flag("--import_max_visits", "N", "Most visits in one import body.", str(DEFAULT_MAX_VISITS),
-             Number(int, 1, 1_000_000)),
-        Flag("--import_calls_per_minute", "N", "Import API calls per minute, for the whole job.", "300",
-             Number(int, 1, 1_000_000)),
-        Flag("--import_calls_per_hour", "N", "Import API calls per hour.", "600", Number(int, 1, 10_000_000)),
-        Flag("--import_calls_per_day", "N", "Import API calls per day.", "3000", Number(int, 1, 100_000_000)),
-        Flag("--import_max_in_flight", "N", "Import bodies sent at once per worker process; also how many a kill "
-                                        "can leave imported but not in --ledger.", "2", Number(int, 1, 64)),
+        Flag("--import_max_visits", "N", "Visits per body.", str(DEFAULT_MAX_VISITS), Number(int, 1, 1_000_000)),
+        Flag("--import_budget", "LIMITS", "Calls.", ",".join(limit.label().replace(",", "")
+                                                                        for limit in WOOPRA_LIMITS)),
+        Flag("--import_max_in_flight", "N", "Bodies at once per process.", "2", Number(int, 1, 64)),
     )),
     ("Outputs", "", (
         Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
@@ -259,8 +253,11 @@ def _import_settings(opts: WoopraOptions, options: PipelineOptions, project: str
     # Each worker process keeps its own budget: each gets an equal share of the job's limits.
     processes = (number_option(opts, "rate_limit_processes") if opts.rate_limit_processes
                  else worker_processes(options))
-    limits = tuple(CallLimit(max(1, number_option(opts, name) // processes), seconds) for name, seconds in (
-        ("import_calls_per_minute", MINUTE), ("import_calls_per_hour", HOUR), ("import_calls_per_day", DAY)))
+    try:
+        budget = parse_limits(opts.import_budget or "")
+    except ValueError as exc:
+        raise OptionsError(f"--import_budget: {exc}") from None
+    limits = tuple(CallLimit(max(1, limit.calls // processes), limit.seconds) for limit in budget)
     delivery = ImportDelivery(
         endpoint=validate_endpoint(opts.woopra_import_endpoint or DEFAULT_IMPORT_ENDPOINT, "--woopra_import_endpoint"),
         project=project, limits=limits, max_in_flight=number_option(opts, "import_max_in_flight"),

@@ -34,9 +34,11 @@ def test_defaults_are_woopras_limits_and_the_documented_body_sizes():
 
 
 def test_the_limits_are_shared_by_the_worker_processes():
-    _, job = parse_command_line([*BATCH, "--rate_limit_processes", "4", "--import_calls_per_minute", "10"])
+    _, job = parse_command_line([*BATCH, "--rate_limit_processes", "4", "--import_budget", "10/min,600/h,3000/day"])
     assert job.imports is not None
     assert [limit.calls for limit in job.imports.delivery.limits] == [2, 150, 750]
+    _, job = parse_command_line([*BATCH, "--import_budget", "2/s"])
+    assert job.imports is not None and job.imports.delivery.limits == (CallLimit(2, 1.0),)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -45,6 +47,7 @@ def test_the_limits_are_shared_by_the_worker_processes():
     (["--woopra_import_endpoint", "http://woopra.example/import"],
      "--woopra_import_endpoint must use https:// unless its host is loopback"),
     (["--import_max_bytes", "1000"], "--import_max_bytes must be at least 65536"),
+    (["--import_budget", "300/minute"], "--import_budget: '300/minute' is not CALLS/UNIT"),
 ])
 def test_bad_import_options_are_one_line(args, message):
     argv = [*BATCH, *args]

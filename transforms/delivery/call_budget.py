@@ -36,6 +36,21 @@ class CallLimit:
 
 # Woopra's documented REST limits ("subject to change").
 WOOPRA_LIMITS = (CallLimit(300, MINUTE), CallLimit(600, HOUR), CallLimit(3000, DAY))
+_UNITS = {"s": 1.0, "min": MINUTE, "h": HOUR, "day": DAY}
+
+
+def parse_limits(text: str) -> tuple[CallLimit, ...]:
+    """``300/min,600/h,3000/day`` as limits (units s, min, h, day); ValueError naming what is wrong."""
+    limits = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        calls, _, unit = part.partition("/")
+        if not calls.strip().isdigit() or unit.strip() not in _UNITS or int(calls) < 1:
+            raise ValueError(f"{part!r} is not CALLS/UNIT (a whole number of calls per s, min, h or day), "
+                             "e.g. 300/min,600/h,3000/day")
+        limits.append(CallLimit(int(calls), _UNITS[unit.strip()]))
+    if not limits:
+        raise ValueError("give at least one limit, e.g. 300/min,600/h,3000/day")
+    return tuple(limits)
 
 
 class CallBudget:
