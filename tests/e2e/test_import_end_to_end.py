@@ -181,3 +181,19 @@ def test_a_slice_and_each_id_once_apply_as_on_the_tracking_path(tmp_path, events
     visits = [v for body in (tmp_path / "dry").glob("import-*.ndjson") for v in parse_import_body(body.read_text())[0]]
     times_ms = [a["time"] for v in visits for a in v.get("actions", [])]
     assert len(times_ms) == len(set(times_ms)) <= in_slice  # each event once (identifies carry no action)
+
+
+def test_the_call_budget_holds_end_to_end(tmp_path, events):
+    server = StandIn(port=0, import_keys=("app-1", SECRET)).start()
+    try:
+        done = run_import(*import_args(tmp_path, events, server, "budget", "--import_max_visits", "25",
+                                       "--import_budget", "2/s,600/h"))
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "budget.json").read_text())
+        assert (summary["imported"], summary["import_calls"]) == (EVENTS, VISITS // 25)
+        arrived = sorted(r["received_at"] for r in server.requests)
+        # 6 calls at most 2 a second: the fifth and sixth start 2 s after the first two.
+        assert arrived[5] - arrived[0] >= 1.9
+        assert all(sum(at <= other < at + 0.9 for other in arrived) <= 2 for at in arrived)
+    finally:
+        server.stop()
