@@ -4,17 +4,16 @@ Each check names its option in one line (an ``OptionsError``) before anything is
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.config import IntegrationConfig, load_config
 from pipeline.dataflow_rules import check_dataflow_rate_limit_holds, is_dataflow, worker_processes
-from pipeline.options import LOG_LEVELS, OptionsError, WoopraOptions, number_option
+from pipeline.import_settings import ImportSettings, import_settings
+from pipeline.options import LOG_LEVELS, OptionsError, WoopraOptions, number_option, validate_endpoint
 from transforms.delivery.ledger import LedgerError, delivered_files
 from transforms.delivery.retry import RetryPolicy
 from transforms.delivery.settings import DeliverySettings
@@ -60,29 +59,9 @@ class JobSettings:
     ledger: str | None = None  # --ledger folder
     dedup_window_seconds: float = 600.0
     identity_join: str = "side_input"  # side_input | shuffle
+    imports: ImportSettings | None = None  # --sink import; None: the tracking API (--sink track)
     # Names this run's output files, so that no run replaces another's (transforms/file_output.py).
     run_id: str = field(default_factory=new_run_id)
-
-
-def validate_endpoint(url: str) -> str:
-    """An https:// URL, or http(s) to a loopback host for local testing (docs/options.md)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionsError(f"--woopra_endpoint must be an http(s) URL with a host, got {url!r}")
-    if parts.query or parts.fragment:
-        raise OptionsError(f"--woopra_endpoint must not carry a query or fragment, got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise OptionsError(f"--woopra_endpoint must use https:// unless its host is loopback, got {url!r}")
-    return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _source(options: WoopraOptions, streaming: bool) -> tuple[str, str]:
@@ -166,6 +145,7 @@ def resolve_settings(options: PipelineOptions) -> JobSettings:
         ledger=_ledger_path(opts.ledger),
         dedup_window_seconds=number_option(opts, "dedup_window"),
         identity_join=_identity_join(opts.identity_join, options),
+        imports=import_settings(opts, options, woopra.project, streaming),
     )
 
 

@@ -37,7 +37,7 @@ from pipeline.direct_runner import speed_up_direct_runner
 from pipeline.graph import build_pipeline
 from pipeline.job_settings import JobSettings, check_pubsub_access, expand_input, resolve_settings
 from pipeline.options import OptionsError, help_parser
-from pipeline.plan import plan_for_job
+from pipeline.plan import import_plan, plan_for_job
 from pipeline.summary import DRY_RUN_KEY, build_summary, counters_from_result, format_summary, write_summary
 from pipeline.tools.report import clear_counts, write_run_report
 from transforms import interruption
@@ -147,7 +147,7 @@ def finish(job: JobSettings, options: PipelineOptions | None, counts: dict[str, 
     if summary["read"] == 0 and job.source_kind == "files" and not interrupted:
         print(nothing_read(job.source))
     if job.dry_run and options is not None and not interrupted:
-        print(plan_for_job(summary[DRY_RUN_KEY], options, job))
+        print(plan_for_job(summary[DRY_RUN_KEY], options, job) if job.imports is None else import_plan(summary, job))
     if job.summary:
         write_summary(summary, job.summary)
     if job.report:

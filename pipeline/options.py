@@ -8,12 +8,16 @@ options into a ``JobSettings``: pipeline/job_settings.py; Dataflow's rules: pipe
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.delivery.call_budget import WOOPRA_LIMITS
+from transforms.rules.import_visits import DEFAULT_IMPORT_ENDPOINT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VISITS, MIN_MAX_BYTES
 from transforms.rules.woopra_mapping import (
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT_MS,
@@ -131,6 +135,18 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
                                    "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
                                    "already uses every core)."),
     )),
+    ("Import sink", "", (
+        Flag("--sink", "track|import", "import: visits in bulk, batch only (docs/backfill.md).", "track"),
+        Flag("--woopra_import_endpoint", "URL", f"Import API URL. Default: {DEFAULT_IMPORT_ENDPOINT}."),
+        Flag("--woopra_credentials", "FILE", "JSON app_id, secret_key (local or gs://); else WOOPRA_APP_ID, "
+                                     "WOOPRA_SECRET_KEY."),
+        Flag("--import_max_bytes", "BYTES", "Largest body.", str(DEFAULT_MAX_BYTES),
+             Number(int, MIN_MAX_BYTES, 100_000_000)),
+        Flag("--import_max_visits", "N", "Visits per body.", str(DEFAULT_MAX_VISITS), Number(int, 1, 1_000_000)),
+        Flag("--import_budget", "LIMITS", "Calls.", ",".join(limit.label().replace(",", "")
+                                                                        for limit in WOOPRA_LIMITS)),
+        Flag("--import_max_in_flight", "N", "Bodies at once per process.", "2", Number(int, 1, 64)),
+    )),
     ("Outputs", "", (
         Flag("--dead_letter", "PATH", "Dead-letter path prefix (JSON-lines files), or a Pub/Sub topic "
                               "projects/P/topics/T when streaming.", "dead_letter/"),
@@ -191,3 +207,22 @@ def number_option(opts: WoopraOptions, name: str) -> Any:
     return number.parse(f"--{name}", getattr(opts, name))
 
 
+def validate_endpoint(url: str, option: str = "--woopra_endpoint") -> str:
+    """An https:// URL, or http(s) to a loopback host for local testing (docs/options.md)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionsError(f"{option} must be an http(s) URL with a host, got {url!r}")
+    if parts.query or parts.fragment:
+        raise OptionsError(f"{option} must not carry a query or fragment, got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise OptionsError(f"{option} must use https:// unless its host is loopback, got {url!r}")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

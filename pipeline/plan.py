@@ -7,11 +7,16 @@ Pure formatting, plus ``plan_for_job``, which reads the rate and the concurrency
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.dataflow_rules import worker_processes
 from pipeline.job_settings import JobSettings
 from pipeline.options import WoopraOptions, number_option
+from transforms.delivery.call_budget import CallLimit, binding_limit, seconds_for
+from transforms.rules.outcomes import IMPORT_CALLS
 
 MINUTE, HOUR, DAY = 60, 3600, 86_400
 
@@ -71,3 +76,23 @@ def plan_for_job(requests: int, options: PipelineOptions, job: JobSettings) -> s
                  else worker_processes(options))
     return sending_plan(requests, number_option(opts, "rate_limit"), job.delivery.max_in_flight, processes,
                         job.delivery.rate_limiter_address)
+
+
+def calls_plan(calls: int, limits: Sequence[CallLimit]) -> str:
+    """How long ``calls`` Import API calls take under the call budget: ``412 calls: about 1 min at 300/min``.
+
+    The budget lets calls go in a burst while every window allows them (transforms/delivery/call_budget.py),
+    so the time is when the last call may start; retries and the halving of rejected bodies add calls.
+    """
+    noun = "call" if calls == 1 else "calls"
+    if calls == 0:
+        return "plan: 0 import calls to make"
+    budget = ", ".join(limit.label() for limit in limits)
+    return (f"plan: {calls:,} import {noun}: {about(seconds_for(calls, limits))} at "
+            f"{binding_limit(calls, limits).label()} (budget {budget} per process; without retries or splits)")
+
+
+def import_plan(summary: Mapping[str, Any], job: JobSettings) -> str:
+    """``calls_plan`` for a dry run of ``--sink import``: its bodies, at the job's call budget."""
+    assert job.imports is not None
+    return calls_plan(int(summary.get(IMPORT_CALLS, 0)), job.imports.delivery.limits)

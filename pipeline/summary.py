@@ -12,12 +12,22 @@ from apache_beam.runners.runner import PipelineResult
 from pipeline.files import write_text
 from transforms.counters import NAMESPACE
 from transforms.rules.failure_cause import CAUSE_COUNTER_PREFIX
-from transforms.rules.outcomes import READ, RETRIED_REQUESTS, RUN_OUTCOMES, Group, Outcome, group_outcomes
+from transforms.rules.outcomes import (
+    DRY_RUN_OUTCOMES,
+    IMPORT_CALLS,
+    READ,
+    RETRIED_REQUESTS,
+    RUN_OUTCOMES,
+    Group,
+    Outcome,
+    group_outcomes,
+)
 
 # Where each read event ended up: these add up to ``read`` (transforms/rules/outcomes.py).
 OUTCOME_KEYS = tuple(str(outcome) for outcome in RUN_OUTCOMES)
 SUMMARY_KEYS = (READ,) + OUTCOME_KEYS + (RETRIED_REQUESTS,)
 DRY_RUN_KEY = str(Outcome.WOULD_SEND)
+DRY_RUN_KEYS = tuple(str(outcome) for outcome in DRY_RUN_OUTCOMES)  # would_send, would_import
 DEAD_LETTER_KEYS = tuple(str(outcome) for outcome in group_outcomes(Group.DEAD_LETTERED, dry_run=False))
 TOP_CAUSES = 3  # failed deliveries' causes named in the summary
 
@@ -53,8 +63,10 @@ def build_summary(
     """
     summary: dict[str, Any] = {key: int(counts.get(key, 0)) for key in SUMMARY_KEYS}
     if dry_run:
-        summary[DRY_RUN_KEY] = int(counts.get(DRY_RUN_KEY, 0))
-    accounted = sum(summary[key] for key in OUTCOME_KEYS) + summary.get(DRY_RUN_KEY, 0)
+        summary.update({key: int(counts.get(key, 0)) for key in DRY_RUN_KEYS})
+    if IMPORT_CALLS in counts:
+        summary[IMPORT_CALLS] = int(counts[IMPORT_CALLS])
+    accounted = sum(summary[key] for key in OUTCOME_KEYS) + sum(summary.get(key, 0) for key in DRY_RUN_KEYS)
     summary["dead_lettered"] = sum(summary[k] for k in DEAD_LETTER_KEYS)
     summary["accounted"] = accounted
     summary["interrupted"] = interrupted
@@ -93,7 +105,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     rows = [("read", read)]
     rows += [(key, summary[key]) for key in OUTCOME_KEYS]
     if summary.get("dry_run"):
-        rows.append((DRY_RUN_KEY, summary[DRY_RUN_KEY]))
+        rows += [(key, summary.get(key, 0)) for key in DRY_RUN_KEYS]
     width = max(len(name) for name, _ in rows + [("retried_requests", 0)])
     lines = ["Woopra delivery summary" + (" (dry run)" if summary.get("dry_run") else "")]
     lines.append(f"  {'':<{width}}  {'events':>10}  {'of read':>7}")

@@ -1,10 +1,18 @@
-"""Woopra tracking-API stand-in on aiohttp.web: records requests and injects faults, for tests and demos."""
+"""Woopra stand-in on aiohttp.web: the tracking API and the Import API; records requests and injects faults.
+
+The Import API (``POST .../import``, docs/backfill.md#the-import-sink) checks HTTP Basic authentication
+against the stand-in's App ID and Secret Key, validates the NDJSON body (each line a visit with a
+visitor identifier and well-formed actions; 400 naming the first bad line) and records the visits
+of every accepted body. Rules inject faults as for tracking calls; ``_body`` matches a substring of
+an import body, so one visit can be made to poison every body holding it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from aiohttp import web
 
 from pipeline.tools.redact import redacted_url
+from woopra_standin.import_api import basic_auth, parse_import_body
 
 if TYPE_CHECKING:
     from typing import Self
@@ -30,6 +39,9 @@ MAX_HEAD_BYTES = 256 * 1024
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # How long stop() lets a delayed answer finish before cancelling it.
 SHUTDOWN_SECONDS = 0.1
+# The Access Keys the Import API accepts unless the stand-in is given others.
+IMPORT_APP_ID = "standin-app"
+IMPORT_SECRET_KEY = "standin-secret"
 
 
 @dataclass
@@ -64,11 +76,14 @@ class Rule:
             raise ValueError(f"unknown rule keys: {sorted(unknown)}")
         return cls(**data)
 
-    def matches(self, path: str, params: dict[str, str]) -> bool:
-        """True when every match entry equals its param (``_path``: path substring)."""
+    def matches(self, path: str, params: dict[str, str], body: str = "") -> bool:
+        """True when every match entry equals its param (``_path``: path substring; ``_body``: body substring)."""
         for key, want in self.match.items():
             if key == "_path":
                 if want not in path:
+                    return False
+            elif key == "_body":
+                if want not in body:
                     return False
             elif params.get(key) != want:
                 return False
@@ -128,8 +143,10 @@ class StandIn:
         record_path: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         show_pii: bool = False,
+        import_keys: tuple[str, str] = (IMPORT_APP_ID, IMPORT_SECRET_KEY),
     ) -> None:
         self.host = host
+        self.import_keys = import_keys
         self.port = port
         self.record_path = record_path
         # Set: serve HTTPS (e.g. with a self-signed certificate, to see clients refuse it).
@@ -141,6 +158,7 @@ class StandIn:
         # One lock guards all state shared between the loop thread and callers' threads.
         self._cond = threading.Condition()
         self._records: list[dict[str, Any]] = []
+        self._imported: list[dict[str, Any]] = []  # the visits of every accepted import body
         self._attempts: dict[tuple[str, str], int] = {}
         self._connections = 0
         self._record_file: TextIO | None = None
@@ -161,10 +179,21 @@ class StandIn:
         return f"{scheme}://{host}:{self.port}/track"
 
     @property
+    def import_url(self) -> str:
+        """The Import API's URL, e.g. ``http://127.0.0.1:PORT/rest/3.0/import``."""
+        return self.url.removesuffix("/track") + "/rest/3.0/import"
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
         """Copy of every recorded tracking request, oldest first."""
         with self._cond:
             return [dict(record) for record in self._records]
+
+    @property
+    def imported_visits(self) -> list[dict[str, Any]]:
+        """Every visit of every import body answered 2xx, in the order received."""
+        with self._cond:
+            return list(self._imported)
 
     @property
     def connections(self) -> int:
@@ -189,6 +218,7 @@ class StandIn:
         with self._cond:
             self._records.clear()
             self._attempts.clear()
+            self._imported.clear()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
         """Wait until ``count`` requests are recorded; False if ``timeout`` runs out."""
@@ -246,6 +276,7 @@ class StandIn:
         ])
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.add_subapp(CONTROL_PREFIX, control)
+        app.router.add_route("POST", "/{head:.*}import", self._import)
         app.router.add_route("*", "/{tail:.*}", self._track)
         return app
 
@@ -338,6 +369,52 @@ class StandIn:
         ok = 200 <= status < 300
         body = SUCCESS_BODY if ok else json.dumps({"success": False, "error": f"injected {status}"})
         if rule is not None and rule.body is not None:
+            body = rule.body
+        return _reply(status, body, rule.retry_after if rule is not None and not ok else None)
+
+    async def _import(self, request: web.Request) -> web.Response:
+        """An Import API call: authentication, then the rules, then the body's validation."""
+        path, params = request.rel_url.raw_path, dict(request.rel_url.query.items())
+        payload = await request.read()
+        text = payload.decode("utf-8", "replace")
+        authorized = basic_auth(request.headers.get("Authorization")) == self.import_keys
+        visits, problem = parse_import_body(text)
+        with self._cond:
+            key = (path, hashlib.blake2b(payload, digest_size=16).hexdigest())
+            attempt = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempt
+            rule = next((r for r in self._rules if r.matches(path, params, text)), None)
+            status = 401 if not authorized else rule.outcome(attempt) if rule is not None else 200
+            if status is not None and 200 <= status < 300 and problem:
+                status = 400
+            # No headers kept: the Authorization header holds the Secret Key.
+            record = {"method": request.method, "path": path, "params": params, "visits": len(visits),
+                      "bytes": len(payload), "authorized": authorized, "received_at": time.time(),
+                      "status": status, "attempt": attempt}
+            self._records.append(record)
+            if status is not None and 200 <= status < 300:
+                self._imported.extend(visits)
+            if self._record_file is not None:
+                self._record_file.write(json.dumps(record) + "\n")
+                self._record_file.flush()
+            self._cond.notify_all()
+        log.info("POST %s (%d visits, %d bytes) -> %s (#%d)", path, len(visits), len(payload), status or "drop",
+                 attempt)
+        return await self._answer(request, rule, status, problem if status == 400 else None)
+
+    async def _answer(self, request: web.Request, rule: Rule | None, status: int | None,
+                      problem: str | None) -> web.Response:
+        delay_ms = self._delay_ms + (rule.delay_ms if rule is not None else 0.0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000.0)
+        if status is None:
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        ok = 200 <= status < 300
+        error = problem or ("unauthorized" if status == 401 else f"injected {status}")
+        body = SUCCESS_BODY if ok else json.dumps({"success": False, "error": error})
+        if rule is not None and rule.body is not None and not problem:
             body = rule.body
         return _reply(status, body, rule.retry_after if rule is not None and not ok else None)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipeline.summary import DRY_RUN_KEY, OUTCOME_KEYS, outcome_groups, percent_of_read
+from pipeline.summary import DRY_RUN_KEYS, OUTCOME_KEYS, outcome_groups, percent_of_read
 from pipeline.tools.redact import redact_text
 from transforms.count_per_minute import DEAD_LETTER, MINUTE, SENT, counts_directory, counts_prefix
 
@@ -326,7 +326,7 @@ def page_values(summary: Mapping[str, Any], counts: ReportCounts, run: RunDescri
     (_, sent_total, _), (_, dead_total, _), (_, filtered_total, filtered_parts) = outcome_groups(summary)
     retried = int(summary.get("retried_requests", 0))
     chart = chart_bars(counts.sent_per_minute, counts.dead_per_minute)
-    keys = list(OUTCOME_KEYS) + ([DRY_RUN_KEY] if dry_run else [])
+    keys = list(OUTCOME_KEYS) + (list(DRY_RUN_KEYS) if dry_run else [])
     return {
         "run": run,
         "read": read,

@@ -190,3 +190,12 @@ def test_bench_memory_smoke() -> None:
     (run,) = result["results"]
     assert run["events"] == 2000 and result["pass"], result
     assert 0 < run["peak_rss_mib"] <= run["target_mib"] == 450
+
+
+@pytest.mark.slow  # two dry runs and two delivered runs of 2,000 events; CI leaves it out
+def test_bench_sinks_smoke() -> None:
+    result = run_smoke("bench_sinks.py")
+    assert result["benchmark"] == "sinks"
+    assert_keys(result, "computed", "measured", "dry_runs", "budget")
+    assert result["computed"]["import"]["calls"] < result["computed"]["track"]["calls"]
+    assert_passed(result)

@@ -16,9 +16,11 @@ from apache_beam.coders import registry
 from pipeline.graph import build_pipeline
 from pipeline.launcher import parse_command_line
 from tests.conftest import ROOT
+from transforms.delivery.import_sender import NotImported
 from transforms.delivery.sender import DeliveryOutcome
 from transforms.rules.dead_letters import DeadLetter
 from transforms.rules.events import Event
+from transforms.rules.import_visits import ImportBody, VisitLine
 from transforms.rules.woopra_mapping import WoopraRequest
 
 BATCH = ["--input", str(ROOT / "samples" / "events.jsonl"), "--config", str(ROOT / "samples" / "mapping.yaml"),
@@ -30,6 +32,8 @@ GRAPHS = {
     "batch shuffle": [*BATCH, "--identity_join", "shuffle"],
     "backfill slice with a ledger": [*BATCH, "--start", "2024-01-01", "--ledger", "LEDGER"],
     "dry run": [*BATCH, "--dry_run", "DRY/"],
+    "import sink": [*BATCH, "--sink", "import", "--ledger", "LEDGER"],
+    "import sink dry run": [*BATCH, "--sink", "import", "--dry_run", "DRY/"],
     "streaming": STREAMING,
 }
 # The type each step's outputs must have: (step, output tag) → type.
@@ -50,12 +54,24 @@ EXPECTED = {
     ("Deliver/Send", None): DeliveryOutcome,
     ("Deliver/Send", "dead_letters"): DeadLetter,
     ("Deliver/CountWouldSend", None): WoopraRequest,
+    ("GroupIntoVisits/MapToImportCalls", None): beam.typehints.Tuple[str, bytes],
+    ("GroupIntoVisits/MapToImportCalls", "dead_letters"): DeadLetter,
+    ("GroupIntoVisits/SplitVisits", None): VisitLine,
+    ("GroupIntoVisits/PackBodies", None): ImportBody,
+    ("SendImports/Send", None): int,
+    ("SendImports/Send", "not_imported"): NotImported,
+    ("DeadLetterNotImported/MatchNotImported", None): beam.typehints.Tuple[bytes,
+                                                                           beam.typehints.Tuple[int, DeadLetter]],
+    ("DeadLetterNotImported/FirstCopy", None): DeadLetter,
+    ("SendImports/WriteBodies", None): int,
 }
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")  # the graph is built, never run
+    monkeypatch.setenv("WOOPRA_APP_ID", "app")  # --sink import's Access Keys
+    monkeypatch.setenv("WOOPRA_SECRET_KEY", "key")
 
 
 def output_types(argv: list[str]) -> dict[tuple[str, str | None], object]:

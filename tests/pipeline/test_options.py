@@ -17,9 +17,9 @@ from pipeline.command_line import (
     unknown_flags,
 )
 from pipeline.config import ConfigError
-from pipeline.job_settings import expand_input, resolve_settings, validate_endpoint
+from pipeline.job_settings import expand_input, resolve_settings
 from pipeline.launcher import parse_command_line
-from pipeline.options import OptionsError, WoopraOptions
+from pipeline.options import OptionsError, WoopraOptions, validate_endpoint
 from tests.conftest import ROOT
 from transforms.rules.woopra_mapping import PRESET_EVENTS
 

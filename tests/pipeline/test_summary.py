@@ -23,9 +23,10 @@ BALANCED = {
 def test_summary_keys_are_the_spec_keys():
     assert set(CONTRACT_KEYS) <= set(SUMMARY_KEYS)
     # Our additions, outcomes too: skipped_replay (dead letters a --replay_reasons replay leaves out),
-    # and the backfill outcomes duplicate, skipped_ledger and out_of_range (docs/backfill.md).
+    # the backfill outcomes duplicate, skipped_ledger and out_of_range, and the import sink's imported
+    # (docs/backfill.md).
     assert set(OUTCOME_KEYS) == set(CONTRACT_OUTCOMES) | {
-        "skipped_replay", "duplicate", "skipped_ledger", "out_of_range"}
+        "skipped_replay", "duplicate", "skipped_ledger", "out_of_range", "imported"}
     assert "retried_requests" not in OUTCOME_KEYS and "read" not in OUTCOME_KEYS
 
 
@@ -71,6 +72,17 @@ def test_dry_run_would_send_takes_the_place_of_delivered():
     assert summary["balanced"] is True
     unbalanced = build_summary(dict(counts, would_send=73), dry_run=True, elapsed_seconds=1.0)
     assert unbalanced["balanced"] is False
+
+
+def test_imported_is_sent_and_would_import_takes_its_place_in_a_dry_run():
+    counts = dict(BALANCED, delivered_200=0, delivered_202=0, imported=68, import_calls=3)
+    summary = build_summary(counts, dry_run=False, elapsed_seconds=1.0)
+    assert summary["balanced"] and summary["import_calls"] == 3
+    assert any(line.split()[:2] == ["delivered", "68"] for line in format_summary(summary).splitlines())
+    dry = dict(counts, imported=0, rejected=0, retries_exhausted=0, would_import=74)
+    summary = build_summary(dry, dry_run=True, elapsed_seconds=1.0)
+    assert summary["would_import"] == 74 and summary["balanced"] is True
+    assert "import_calls" not in build_summary(BALANCED, dry_run=False, elapsed_seconds=1.0)
 
 
 def test_would_send_absent_outside_dry_run():

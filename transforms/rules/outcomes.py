@@ -12,6 +12,7 @@ from enum import StrEnum
 
 READ = "read"  # the counter every outcome adds up to
 RETRIED_REQUESTS = "retried_requests"  # extra attempts: a count of requests, not of events
+IMPORT_CALLS = "import_calls"  # --sink import: POSTs made (a dry run: bodies written); not an outcome
 
 
 class Group(StrEnum):
@@ -39,7 +40,9 @@ class Outcome(StrEnum):
     DELIVERED_202 = "delivered_202"
     REJECTED = "rejected"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    IMPORTED = "imported"  # --sink import: Woopra's Import API accepted the body holding its visit
     WOULD_SEND = "would_send"  # a dry run's stand-in for the delivered outcomes
+    WOULD_IMPORT = "would_import"  # --sink import, dry run: its visit is in a body written instead of sent
 
     @property
     def group(self) -> Group:
@@ -54,7 +57,7 @@ class Outcome(StrEnum):
     @property
     def delivered(self) -> bool:
         """True when Woopra accepted the request."""
-        return self in (Outcome.DELIVERED_200, Outcome.DELIVERED_202)
+        return self in (Outcome.DELIVERED_200, Outcome.DELIVERED_202, Outcome.IMPORTED)
 
 
 _GROUPS = {
@@ -72,7 +75,9 @@ _GROUPS = {
     Outcome.DELIVERED_202: Group.SENT,
     Outcome.REJECTED: Group.DEAD_LETTERED,
     Outcome.RETRIES_EXHAUSTED: Group.DEAD_LETTERED,
+    Outcome.IMPORTED: Group.SENT,
     Outcome.WOULD_SEND: Group.SENT,
+    Outcome.WOULD_IMPORT: Group.SENT,
 }
 _MEANINGS = {
     Outcome.INVALID: "the job writes a dead letter",
@@ -91,17 +96,22 @@ _MEANINGS = {
     Outcome.REJECTED: "Woopra refused it: the job does not retry, it writes a dead letter (rejected)",
     Outcome.RETRIES_EXHAUSTED: "a retryable failure: the job retries it up to --max_attempts, then writes a dead "
                                "letter (retries_exhausted)",
+    Outcome.IMPORTED: "imported: Woopra's Import API accepted the body holding its visit (--sink import)",
     Outcome.WOULD_SEND: "the job would send the request above",
+    Outcome.WOULD_IMPORT: "a dry run of --sink import: its visit is in a body written instead of sent",
 }
 
-# Summary order: the outcomes of a real run (a dry run has WOULD_SEND instead of the delivered ones).
-RUN_OUTCOMES = tuple(o for o in Outcome if o is not Outcome.WOULD_SEND)
+# A dry run's sent outcomes: WOULD_SEND (tracking) and WOULD_IMPORT (--sink import) take the place
+# of the delivered ones.
+DRY_RUN_OUTCOMES = (Outcome.WOULD_SEND, Outcome.WOULD_IMPORT)
+# Summary order: the outcomes of a real run.
+RUN_OUTCOMES = tuple(o for o in Outcome if o not in DRY_RUN_OUTCOMES)
 
 
 def group_outcomes(group: Group, dry_run: bool) -> tuple[Outcome, ...]:
-    """The outcomes of ``group`` in a run (``dry_run``: WOULD_SEND is the only sent outcome)."""
+    """The outcomes of ``group`` in a run (``dry_run``: the DRY_RUN_OUTCOMES are the only sent ones)."""
     if group is Group.SENT:
-        return (Outcome.WOULD_SEND,) if dry_run else (Outcome.DELIVERED_200, Outcome.DELIVERED_202)
+        return DRY_RUN_OUTCOMES if dry_run else (Outcome.DELIVERED_200, Outcome.DELIVERED_202, Outcome.IMPORTED)
     return tuple(o for o in RUN_OUTCOMES if o.group is group)
 
 
