@@ -104,7 +104,7 @@ def test_a_poisoned_visit_is_isolated_429s_are_waited_out_and_a_rerun_imports_no
         scan_for_secret(tmp_path, done, server)
 
         again = run_import(*import_args(tmp_path, events, server, "again"))
-        assert again.returncode == 0, again.stderr
+        assert again.returncode == 3, again.stderr  # the rerun's only sends were the poisoned visit: nothing imported
         rerun = json.loads((tmp_path / "again.json").read_text())
         assert (rerun["skipped_ledger"], rerun["rejected"], rerun["imported"]) == (EVENTS - 10, 10, 0)
         assert len(server.imported_visits) == VISITS - 1  # nothing imported twice
