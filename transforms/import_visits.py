@@ -17,8 +17,9 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.counters import counter
-from transforms.failures import DeadLetterOutput, StepFailures, dead_letter_output
-from transforms.rules.dead_letters import DEAD_LETTERS, DeadLetter
+from transforms.failures import DeadLetterOutput, StepFailures
+from transforms.map_to_woopra import skipped
+from transforms.rules.dead_letters import DEAD_LETTERS
 from transforms.rules.events import Event
 from transforms.rules.import_visits import (
     BodyPacker,
@@ -28,7 +29,7 @@ from transforms.rules.import_visits import (
     import_call,
     split_visits,
 )
-from transforms.rules.outcomes import DeadLetterReason, Outcome
+from transforms.rules.outcomes import Outcome
 from transforms.rules.woopra_mapping import Skipped, WoopraSettings
 
 
@@ -45,15 +46,10 @@ class _MapToImportCallFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
             yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
             return
-        if not isinstance(result, Skipped):
-            yield event.visitor, result.to_bytes()
-        elif result.reason is Outcome.TOO_LARGE:
-            self.too_large.inc()
-            yield dead_letter_output(DeadLetter(
-                reason=DeadLetterReason.TOO_LARGE, error=result.error, event=event.original,
-                attributes=event.attributes))
+        if isinstance(result, Skipped):
+            yield from skipped(result, event, self.too_large, self.dropped_unmapped)
         else:
-            self.dropped_unmapped.inc()
+            yield event.visitor, result.to_bytes()
 
 
 class _SplitVisitsFn(beam.DoFn):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 
@@ -27,15 +28,20 @@ class _MapFn(beam.DoFn):
         except Exception as exc:  # noqa: BLE001 - any failure is this event's dead letter
             yield self.failures.dead_letter(exc, event.original, attributes=event.attributes)
             return
-        if not isinstance(result, Skipped):
-            yield result
-        elif result.reason is Outcome.TOO_LARGE:
-            self.too_large.inc()
-            yield dead_letter_output(DeadLetter(
-                reason=DeadLetterReason.TOO_LARGE, error=result.error, event=event.original,
-                attributes=event.attributes))
+        if isinstance(result, Skipped):
+            yield from skipped(result, event, self.too_large, self.dropped_unmapped)
         else:
-            self.dropped_unmapped.inc()
+            yield result
+
+
+def skipped(result: Skipped, event: Event, too_large: Any, dropped_unmapped: Any) -> Iterator[DeadLetterOutput]:
+    """An event the mapping does not send: ``too_large`` is a dead letter, ``dropped_unmapped`` a count."""
+    if result.reason is Outcome.TOO_LARGE:
+        too_large.inc()
+        yield dead_letter_output(DeadLetter(
+            reason=DeadLetterReason.TOO_LARGE, error=result.error, event=event.original, attributes=event.attributes))
+    else:
+        dropped_unmapped.inc()
 
 
 class MapToWoopra(beam.PTransform):

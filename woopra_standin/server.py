@@ -338,7 +338,6 @@ class StandIn:
             self._attempts[(path, query)] = attempt
             rule = next((r for r in self._rules if r.matches(path, params)), None)
             status = rule.outcome(attempt) if rule is not None else 200
-            delay_ms = self._delay_ms + (rule.delay_ms if rule is not None else 0.0)
             record = {
                 "method": request.method,
                 "path": path,
@@ -358,19 +357,7 @@ class StandIn:
             target = f"{path}?{query}" if self.show_pii else redacted_url(path, params.items())
             log.info("%s %s -> %s (#%d)", request.method, target, status or "drop", attempt)
 
-        if delay_ms > 0:
-            await asyncio.sleep(delay_ms / 1000.0)
-        if status is None:
-            # Injected drop: close without a byte; aiohttp then finds the transport closed and
-            # skips this response, so the client sees the connection end unanswered.
-            if request.transport is not None:
-                request.transport.close()
-            return web.Response()
-        ok = 200 <= status < 300
-        body = SUCCESS_BODY if ok else json.dumps({"success": False, "error": f"injected {status}"})
-        if rule is not None and rule.body is not None:
-            body = rule.body
-        return _reply(status, body, rule.retry_after if rule is not None and not ok else None)
+        return await self._answer(request, rule, status, None)
 
     async def _import(self, request: web.Request) -> web.Response:
         """An Import API call: authentication, then the rules, then the body's validation."""
@@ -408,6 +395,8 @@ class StandIn:
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000.0)
         if status is None:
+            # Injected drop: close without a byte; aiohttp then finds the transport closed and
+            # skips this response, so the client sees the connection end unanswered.
             if request.transport is not None:
                 request.transport.close()
             return web.Response()

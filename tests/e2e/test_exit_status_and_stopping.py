@@ -44,6 +44,15 @@ def sample_args(tmp_path: Path, endpoint: str) -> list[str]:
             "--summary", str(tmp_path / "summary.json")]
 
 
+def stop_quietly(job, signal_number: int) -> None:
+    """Send ``signal_number``; the run ends with the interrupted status soon after, without a traceback."""
+    job.process.send_signal(signal_number)
+    code, waited = job.finish(timeout=30)
+    assert code == INTERRUPTED, job.err
+    assert waited < STOPPED_WITHIN, job.err
+    assert "Traceback" not in job.err
+
+
 def test_help_lists_the_exit_statuses():
     done = run_pipeline("--help", timeout=60)
     assert done.returncode == 0, done.stderr
@@ -77,13 +86,9 @@ def test_failing_attempts_are_said_in_the_first_seconds_and_sigterm_stops_the_ru
         at, line = job.wait_for_stderr(r"nothing delivered in the first 10 s of sending", timeout=45)
         assert f"connection refused by 127.0.0.1:{closed_port}" in line
         assert job.process.poll() is None, "the warning came at the end, not while the run went on"
-        job.process.send_signal(signal.SIGTERM)
-        code, waited = job.finish(timeout=30)
+        stop_quietly(job, signal.SIGTERM)
     finally:
         job.kill()
-    assert code == INTERRUPTED, job.err
-    assert waited < STOPPED_WITHIN, job.err
-    assert "Traceback" not in job.err
     assert f"interrupted: {SAMPLE_DELIVERABLE} events not processed" in job.out
     assert "no --ledger was given, so a rerun would send the 0 events delivered again" in job.out
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -101,13 +106,9 @@ def test_ctrl_c_mid_run_writes_what_was_answered_and_the_rerun_resumes(tmp_path,
         at, _ = job.wait_for_stderr(r"progress: read=", timeout=60)
         assert at < 15, job.err  # 10 s plus the interpreter's and Beam's start
         assert standin.wait_for(40, timeout=60), "nothing was sent"
-        job.process.send_signal(signal.SIGINT)
-        code, waited = job.finish(timeout=30)
+        stop_quietly(job, signal.SIGINT)
     finally:
         job.kill()
-    assert code == INTERRUPTED, job.err
-    assert waited < STOPPED_WITHIN, job.err
-    assert "Traceback" not in job.err
     summary = json.loads((tmp_path / "summary.json").read_text())
     delivered = summary["delivered_200"]
     assert summary["interrupted"] and 0 < delivered < EVENTS
