@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -60,8 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         urls = [line.strip() for line in open(args.one[1]) if line.strip()]
-        print(json.dumps(asyncio.run(send_all(args.one[0], urls))))
-        return
+        print(json.dumps(asyncio.run(send_all(args.one[0], urls))), flush=True)
+        # Without the interpreter's teardown, as the pipeline ends: pyreqwest 0.15.1's runtime
+        # threads abort the interpreter while it finalizes (PyGILState_Release).
+        os._exit(0)
     if args.smoke:
         args.requests, args.runs = 1_000, 1
     clients = args.clients.split(",")
