@@ -20,7 +20,7 @@ setup(
     install_requires=[
         "apache-beam[gcp]>=2.78.0,<3",
         "requests>=2.34.2",
-        "httptools>=0.9.0",  # delivery: the HTTP response parser of transforms/delivery/http.py
+        "pycurl>=7.49.0",  # delivery's HTTP client: libcurl on asyncio (transforms/delivery/curl_client.py)
         "aiohttp>=3.14.5",  # the Woopra stand-in (woopra_standin/) and the benchmarks' reference client
         "pyarrow>=25.0.1",
         "numpy>=2.4.6",  # the ledger's keys, one sorted array (transforms/delivery/ledger.py)

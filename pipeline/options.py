@@ -209,7 +209,11 @@ def number_option(opts: WoopraOptions, name: str) -> Any:
 
 def validate_endpoint(url: str, option: str = "--woopra_endpoint") -> str:
     """An https:// URL, or http(s) to a loopback host for local testing (docs/options.md)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port such as "8_0" or 70000
+    except ValueError as exc:  # also "[::1" (a bad IPv6 literal)
+        raise OptionsError(f"{option} is not a valid URL ({exc}), got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OptionsError(f"{option} must be an http(s) URL with a host, got {url!r}")
     if parts.query or parts.fragment:

@@ -49,7 +49,7 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
 @pytest.mark.parametrize(("folder", "prefixes"), [
     ("transforms/rules", ("transforms.rules",)),
     ("transforms/delivery", ("transforms.rules", "transforms.delivery", "apache_beam.io", "aiohttp", "numpy",
-                             "httptools", "certifi", "pycurl", "pyreqwest", "httpx", "urllib3", "yarl")),
+                             "certifi", "pycurl", "requests", "urllib3")),
     ("transforms", ("transforms", "apache_beam", "pyarrow")),
     ("woopra_standin", ("woopra_standin", "aiohttp", "pipeline.tools.redact")),
 ])

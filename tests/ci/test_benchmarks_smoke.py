@@ -199,3 +199,20 @@ def test_bench_sinks_smoke() -> None:
     assert_keys(result, "computed", "measured", "dry_runs", "budget")
     assert result["computed"]["import"]["calls"] < result["computed"]["track"]["calls"]
     assert_passed(result)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_nginx")
+def test_bench_http_clients_smoke_compares_the_client_with_the_one_before_it() -> None:
+    """Slow (two clients, both benchmarks, about a minute): run with --run-slow. pyreqwest and httpx,
+    not dependencies of the project, are left out, so it needs nothing more installed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "bench_http_clients.py", "--smoke", "--clients", "today,pycurl"],
+                          cwd=BENCHMARKS, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["benchmark"] == "http_clients" and set(result["clients"]) == {"today", "pycurl"}
+    for figures in result["clients"].values():
+        assert_keys(figures, "ratio_end_to_end_to_raw", "ratio_delivery_phase_to_raw",
+                    "median_cpu_seconds_per_1000_events", "ratio_latency_to_ideal")
+        assert figures["ratio_latency_to_ideal"] > 0.3  # 64 in flight, not one at a time

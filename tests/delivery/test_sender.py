@@ -224,6 +224,17 @@ def test_connection_refused_is_retried_then_exhausted(make_sender):
     assert len(sleep.delays) == 1
 
 
+def test_unknown_host_is_retried_like_a_refused_connection(make_sender):
+    # A 64-character label is refused by the resolver itself: nothing leaves the machine.
+    sleep = SleepRecorder()
+    policy = RetryPolicy(max_attempts=2, backoff_initial=0.001)
+    outcome = make_sender(policy=policy, sleep=sleep).send(ce_request(f"http://{'a' * 64}.invalid/track"))
+    assert outcome.result == "retries_exhausted"
+    assert (outcome.status, outcome.attempts) == (None, 2)
+    assert len(sleep.delays) == 1
+    assert "resolve" in outcome.error
+
+
 def test_untrusted_tls_certificate_is_rejected_at_once_not_retried(tmp_path, make_sender):
     cert, key = write_self_signed(tmp_path)
     sleep = SleepRecorder()

@@ -276,6 +276,9 @@ def test_validate_endpoint_accepts_https_and_loopback_http(url, expected):
         "www.woopra.com/track",
         "https:///track",
         "",
+        "http://[::1/track",
+        "http://127.0.0.1:8_0/track",
+        "https://www.woopra.com:70000/track",
     ],
 )
 def test_validate_endpoint_rejects(url):

@@ -1,9 +1,11 @@
-"""A scripted HTTP server on 127.0.0.1 for the delivery client's tests: answers whatever bytes a test
-gives it, so it can answer what no real server would (cut short, garbled, close-delimited)."""
+"""A scripted HTTP server on 127.0.0.1 (or ::1) for the delivery client's tests: answers whatever bytes
+a test gives it, so it can answer what no real server would (cut short, garbled, close-delimited),
+over plain TCP or TLS."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -14,15 +16,19 @@ Answer = Callable[[bytes], bytes | None]  # the request's bytes -> what to write
 class ScriptedServer:
     """Accepts connections and answers each request with ``answer(request)``; records requests per connection."""
 
-    def __init__(self, answer: Answer, close_after_answer: bool = False) -> None:
+    def __init__(self, answer: Answer, close_after_answer: bool = False, host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
         self.close_after_answer = close_after_answer
+        self.tls = tls
         self.connections: list[list[bytes]] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.sock.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.port = self.sock.getsockname()[1]
+        authority = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{authority}"
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -41,8 +47,14 @@ class ScriptedServer:
             threading.Thread(target=self._serve, args=(conn, requests), daemon=True).start()
 
     def _serve(self, conn: socket.socket, requests: list[bytes]) -> None:
+        conn.settimeout(5)
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                conn.close()
+                return  # the client refused the certificate
         with conn:
-            conn.settimeout(5)
             buffer = b""
             for _ in range(100):  # bounded: requests per connection
                 while b"\r\n\r\n" not in buffer:
@@ -58,7 +70,10 @@ class ScriptedServer:
                 reply = self.answer(request)
                 if reply is None:
                     return
-                conn.sendall(reply)
+                try:
+                    conn.sendall(reply)
+                except OSError:
+                    return  # the client gave up (a header too large, a timeout)
                 if self.close_after_answer:
                     return
 

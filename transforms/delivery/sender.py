@@ -3,9 +3,10 @@
 No Beam here: the delivery DoFn shares one ``WoopraSender`` per worker process; tests and the
 debugger use it directly.
 
-The HTTP work is ``transforms/delivery/http.py``: one asyncio loop keeps ``max_in_flight``
-requests open on keep-alive connections, for a fraction of the CPU of ``requests`` with a thread
-per request, or of aiohttp (BENCHMARKS.md), so a worker's CPU goes to the pipeline.
+The HTTP work is libcurl's (``transforms/delivery/curl_client.py``), driven by one asyncio loop
+that keeps ``max_in_flight`` requests open on keep-alive connections, for a fraction of the CPU of
+``requests`` with a thread per request, or of aiohttp (BENCHMARKS.md), so a worker's CPU goes to
+the pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from transforms.delivery.http import BadResponseError, HttpClient
+from transforms.delivery.curl_client import BadResponseError, HttpClient
 from transforms.delivery.rate_limit import AdaptiveRate, Limiter, TokenBucket
 from transforms.delivery.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
 from transforms.rules.dead_letters import DeadLetter
@@ -30,7 +31,7 @@ from transforms.rules.woopra_mapping import WoopraRequest, request_url
 
 # Failures of the connection rather than of the request: worth another attempt.
 TRANSIENT_ERRORS = (
-    OSError,  # refused, reset, dropped before or while answering (ServerDisconnectedError), DNS, TLS
+    OSError,  # refused, reset, dropped before or while answering (ServerDisconnectedError), DNS, proxy, TLS
     BadResponseError,  # a garbled response (bad status line or headers)
     TimeoutError,
 )
@@ -313,7 +314,7 @@ def _shut_down(
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        client.close()
+        await client.aclose()
 
     try:
         asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
