@@ -32,7 +32,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms import interruption
 from transforms.counters import NAMESPACE, counter
 from transforms.delivery.ledger import LedgerWriter
-from transforms.delivery.process import Answer, DeliveryProcess
+from transforms.delivery.process import DeliveryProcess, PendingOutcome
 from transforms.delivery.sender import DeliveryOutcome, WoopraSender
 from transforms.delivery.settings import DeliverySettings
 from transforms.failures import StepFailures
@@ -51,8 +51,8 @@ QUEUED_PER_SLOT = 8
 # (the streaming DirectRunner sets up and tears down its DoFns for every bundle).
 _PROCESS_SENDERS = Shared()
 _PROCESS_LEDGERS = Shared()  # one ledger file per worker process
-# A request being sent: a Future from the in-process sender, an Answer from the delivery process.
-Pending = Future[DeliveryOutcome] | Answer
+# A request being sent: a Future from the in-process sender, a PendingOutcome from the delivery process.
+Pending = Future[DeliveryOutcome] | PendingOutcome
 WAIT_STEP_SECONDS = 0.5  # how often a wait for an answer looks at the stop flag and the sender's figures
 
 
@@ -174,7 +174,7 @@ class _DeliverFn(beam.DoFn):
         self._reported_at = now
         pushback = self.sender.pushback()
         _SENDING.update(failed_attempts=pushback.failed_attempts, last_error=pushback.last_error)
-        news = self.sender.pushback_ledger.unreported(pushback)
+        news = self.sender.pushback_reporter.unreported(pushback)
         if news.rate_limited:
             self.rate_limited_counter.inc(news.rate_limited)
         if news.throttled_seconds:

@@ -21,7 +21,7 @@ from transforms.counters import NAMESPACE
 from transforms.deliver import DeliverToWoopra
 from transforms.delivery.process import DeliveryProcess
 from transforms.delivery.retry import RetryPolicy
-from transforms.delivery.sender import Pushback, PushbackLedger
+from transforms.delivery.sender import Pushback, PushbackReporter
 from transforms.delivery.settings import DeliverySettings
 from transforms.rules.woopra_mapping import WoopraRequest
 from woopra_standin import Rule
@@ -97,12 +97,12 @@ def test_pushback_metrics_are_reported_with_the_delivery_process_on_or_off(stand
     assert 1 <= throttled <= wall, (throttled, wall)
 
 
-def test_pushback_ledger_reports_each_429_and_whole_second_once():
-    ledger = PushbackLedger()
-    assert ledger.unreported(Pushback(3, 0.6, 50.0)) == Pushback(3, 0, 50.0)
-    assert ledger.unreported(Pushback(3, 1.7, 60.0)) == Pushback(0, 1, 60.0)  # 0.6 + 1.1: one whole second
-    assert ledger.unreported(Pushback(5, 2.1, None)) == Pushback(2, 1, None)
-    assert ledger.unreported(Pushback(5, 2.1, None)) == Pushback(0, 0, None)
+def test_pushback_reporter_reports_each_429_and_whole_second_once():
+    reporter = PushbackReporter()
+    assert reporter.unreported(Pushback(3, 0.6, 50.0)) == Pushback(3, 0, 50.0)
+    assert reporter.unreported(Pushback(3, 1.7, 60.0)) == Pushback(0, 1, 60.0)  # 0.6 + 1.1: one whole second
+    assert reporter.unreported(Pushback(5, 2.1, None)) == Pushback(2, 1, None)
+    assert reporter.unreported(Pushback(5, 2.1, None)) == Pushback(0, 0, None)
 
 
 # ----- Ctrl-C and a parent that dies ------------------------------------------------------------
@@ -192,20 +192,21 @@ def test_the_delivery_process_starts_without_importing_beam():
 def test_an_answer_runs_its_on_answer_before_anyone_sees_the_outcome():
     import threading
 
-    from transforms.delivery.process import Answer, _settle
+    from transforms.delivery.process import PendingOutcome, _set_outcomes
     from transforms.delivery.sender import DeliveryOutcome, SendResult
     from transforms.rules.outcomes import Outcome
 
-    settled = threading.Condition()
+    answered = threading.Condition()
     seen: list[str] = []
-    early = Answer(settled, lambda outcome: seen.append(f"on_answer {outcome.status}, visible: {early.done()}"))
-    late = Answer(settled)
+    early = PendingOutcome(answered,
+                           lambda outcome: seen.append(f"on_answer {outcome.status}, visible: {early.done()}"))
+    late = PendingOutcome(answered)
     with pytest.raises(TimeoutError):
         early.result(timeout=0.05)
     outcome = DeliveryOutcome(_request("http://127.0.0.1:9/track", 0), SendResult(Outcome.DELIVERED_200, 200, 1))
     waiter = threading.Thread(target=lambda: seen.append(f"waited {early.result(timeout=10).status}"))
     waiter.start()
-    _settle(settled, [(early, outcome), (late, outcome)])
+    _set_outcomes(answered, [(early, outcome), (late, outcome)])
     waiter.join(timeout=10)
     assert seen == ["on_answer 200, visible: False", "waited 200"]
     assert early.done() and late.result() is outcome

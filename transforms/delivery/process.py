@@ -9,7 +9,7 @@ process with two cores delivers faster (the measurements: BENCHMARKS.md, benchma
 Same interface as ``WoopraSender`` (``submit``, ``send``, ``close``, ``pushback``). The parent sends
 the request's parts and the child encodes the URL: the child has CPU to spare, the parent runs
 the rest of the pipeline. Answers come back as plain tuples, which pickle in C, and each becomes
-an ``Answer``: a ``Future`` without a lock of its own.
+an ``PendingOutcome``: a ``Future`` without a lock of its own.
 The child's rate limiter and Woopra's pushback (429s, the adaptive rate) live in the child: it
 sends their figures with every batch of answers, so the DoFn reports the same Beam metrics as
 with an in-process sender. If the child dies, every request it had not answered ends as
@@ -29,7 +29,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from transforms.delivery.sender import DeliveryOutcome, OnAnswer, Pushback, PushbackLedger, SendResult, WoopraSender
+from transforms.delivery.sender import DeliveryOutcome, OnAnswer, Pushback, PushbackReporter, SendResult, WoopraSender
 from transforms.rules.outcomes import Outcome
 from transforms.rules.woopra_mapping import WoopraRequest
 
@@ -46,16 +46,16 @@ FAILURES_EVERY_SECONDS = 1.0  # how often failed attempts are reported while no 
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 
 
-class Answer:
+class PendingOutcome:
     """What ``DeliveryProcess.submit`` returns: the ``Future`` methods the Deliver step uses
     (``done``, ``result``), with one lock per delivery process instead of one per request;
     answers are set a batch at a time. ``on_answer(outcome)``, if given, runs before the outcome
     is set, so whoever sees the outcome sees what ``on_answer`` did (the ledger's key)."""
 
-    __slots__ = ("_settled", "_outcome", "_on_answer")
+    __slots__ = ("_answered", "_outcome", "_on_answer")
 
-    def __init__(self, settled: threading.Condition, on_answer: OnAnswer | None = None) -> None:
-        self._settled = settled
+    def __init__(self, answered: threading.Condition, on_answer: OnAnswer | None = None) -> None:
+        self._answered = answered
         self._outcome: DeliveryOutcome | None = None
         self._on_answer = on_answer
 
@@ -66,23 +66,23 @@ class Answer:
         """The outcome, waiting for it if need be (``TimeoutError`` after ``timeout`` seconds)."""
         outcome = self._outcome
         if outcome is None:
-            with self._settled:
-                if not self._settled.wait_for(self.done, timeout):
+            with self._answered:
+                if not self._answered.wait_for(self.done, timeout):
                     raise TimeoutError(f"no answer within {timeout} s")
                 outcome = self._outcome
         assert outcome is not None
         return outcome
 
 
-def _settle(settled: threading.Condition, outcomes: list[tuple[Answer, DeliveryOutcome]]) -> None:
+def _set_outcomes(answered: threading.Condition, outcomes: list[tuple[PendingOutcome, DeliveryOutcome]]) -> None:
     """Run a batch of answers' ``on_answer``, then set them and wake whoever waits for one."""
     for answer, outcome in outcomes:
         if answer._on_answer is not None:
             answer._on_answer(outcome)
-    with settled:
+    with answered:
         for answer, outcome in outcomes:
             answer._outcome = outcome
-        settled.notify_all()
+        answered.notify_all()
 
 
 class _Batcher:
@@ -220,20 +220,20 @@ class DeliveryProcess:
         self._process.start()
         child_end.close()
         self._ids = itertools.count()
-        self._pending: dict[int, tuple[Answer, WoopraRequest]] = {}
+        self._pending: dict[int, tuple[PendingOutcome, WoopraRequest]] = {}
         self._pending_lock = threading.Lock()
-        self._settled = threading.Condition()
+        self._answered = threading.Condition()
         self._requests = _Batcher(self._connection)
         self._child_gone = False  # set by the reader at EOF, before it fails what is pending
         self._pushback = Pushback()  # the child's latest figures
-        self.pushback_ledger = PushbackLedger()
+        self.pushback_reporter = PushbackReporter()
         self._reader = threading.Thread(target=self._read_outcomes, name="woopra-delivery-reader", daemon=True)
         self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self._requests, self._connection, self._process)
 
-    def submit(self, request: WoopraRequest, on_answer: OnAnswer | None = None) -> Answer:
+    def submit(self, request: WoopraRequest, on_answer: OnAnswer | None = None) -> PendingOutcome:
         """Start sending one request; the answer completes with its outcome, after ``on_answer(outcome)``."""
-        answer = Answer(self._settled, on_answer)
+        answer = PendingOutcome(self._answered, on_answer)
         request_id = next(self._ids)
         with self._pending_lock:
             self._pending[request_id] = (answer, request)
@@ -258,7 +258,7 @@ class DeliveryProcess:
             answers, self._pushback = message
             with self._pending_lock:
                 pending = [self._pending.pop(answer[0]) for answer in answers]
-            _settle(self._settled, [
+            _set_outcomes(self._answered, [
                 (waiting, DeliveryOutcome(request, SendResult(_OUTCOMES[answer[1]], *answer[2:])))
                 for (waiting, request), answer in zip(pending, answers, strict=True)])
         self._child_gone = True
@@ -281,7 +281,7 @@ class DeliveryProcess:
     def _fail_pending(self, error: str) -> None:
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        _settle(self._settled, [
+        _set_outcomes(self._answered, [
             (answer, DeliveryOutcome(request, SendResult(Outcome.RETRIES_EXHAUSTED, None, 0, error)))
             for answer, request in pending.values() if not answer.done()])
 

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from transforms.delivery.curl_client import BadResponseError, HttpClient
 from transforms.delivery.rate_limit import AdaptiveRate, Limiter, TokenBucket
@@ -66,17 +66,34 @@ class SendResult(NamedTuple):
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """A request and how sending it ended (``sent``; its fields read through, e.g. ``status``)."""
+    """A request and how sending it ended (``sent``; its fields are read here too, e.g. ``status``)."""
 
     request: WoopraRequest
     sent: SendResult
 
-    def __getattr__(self, name: str) -> Any:
-        # Only for a field of ``sent``: while pickle rebuilds the object (a shuffle of outcomes),
-        # ``sent`` is not there yet and dunder look-ups must fail, not recurse.
-        if name == "sent" or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.sent, name)
+    @property
+    def result(self) -> Outcome:
+        return self.sent.result
+
+    @property
+    def status(self) -> int | None:
+        return self.sent.status
+
+    @property
+    def attempts(self) -> int:
+        return self.sent.attempts
+
+    @property
+    def error(self) -> str:
+        return self.sent.error
+
+    @property
+    def response_body(self) -> str | None:
+        return self.sent.response_body
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return self.sent.elapsed_seconds
 
     @property
     def delivered(self) -> bool:
@@ -112,7 +129,7 @@ class Pushback(NamedTuple):
     last_error: str = ""  # the latest failed attempt's error
 
 
-class PushbackLedger:
+class PushbackReporter:
     """What of a sender's pushback is not reported yet, so each 429 and each throttled second
     becomes a Beam metric once, whichever of the process's DoFn instances reports it."""
 
@@ -155,7 +172,7 @@ class WoopraSender:
         self.rate_limited = 0  # 429 answers seen, read by the DoFn for its metrics
         self.failed_attempts = 0  # with last_error: the console's early warning (pipeline/progress.py)
         self.last_error = ""
-        self.pushback_ledger = PushbackLedger()
+        self.pushback_reporter = PushbackReporter()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="woopra-sender", daemon=True)
         self._thread.start()
