@@ -18,6 +18,15 @@ URL = "http://127.0.0.1:9/track/ce/"
     ("SSLCertVerificationError: certificate verify failed", None, "TLS certificate of 127.0.0.1:9 not trusted"),
     ("ConnectionResetError: Connection reset by peer", None, "127.0.0.1:9 dropped the connection"),
     ("the delivery process stopped before answering", None, "the delivery process stopped before answering"),
+    # libcurl's texts, as the delivery's client words them (transforms/delivery/curl_client.py)
+    ("TransportError: Failed to connect to 127.0.0.1:9 after 0 ms: Could not connect to server (curl error 7)",
+     None, "connection refused by 127.0.0.1:9"),
+    ("TransportError: Could not resolve host: nowhere.invalid (curl error 6)", None, "127.0.0.1:9 not found (DNS)"),
+    ("TransportError: Operation timed out after 1001 milliseconds with 0 bytes received (curl error 28)", None,
+     "no answer from 127.0.0.1:9 within --request_timeout"),
+    ("TransportError: SSL certificate problem: unable to get local issuer certificate (curl error 60)", None,
+     "TLS certificate of 127.0.0.1:9 not trusted"),
+    ("ServerDisconnectedError: Empty reply from server (curl error 52)", None, "127.0.0.1:9 dropped the connection"),
 ])
 def test_causes_in_plain_words(error, status, cause):
     assert failure_cause(error, status, URL) == cause

@@ -137,75 +137,81 @@ class _Batcher:
 
 
 def _serve(connection: Connection, settings: DeliverySettings) -> None:
-    """The child: send every request that arrives, answer each with its outcome.
-
-    This process's main thread only reads the pipe; everything else happens on the sender's
-    event loop thread, one wake-up per batch of requests, so the two barely contend. Each batch
-    of answers goes with the sender's pushback figures: ``(answers, Pushback)``.
-    """
+    """The child: send every request that arrives, answer each with its outcome (``_Child``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to act on
-    sender = WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight, settings.limiter())
-    answers: list[tuple] = []
-    flush_pending = False
-    submitted = answered = 0  # written by the main thread / the loop thread only
-    all_answered = threading.Event()
-    stopping = False
+    _Child(connection, settings).serve()
 
-    def flush() -> None:  # on the loop thread
-        nonlocal flush_pending
-        flush_pending = False
-        if answers:
-            batch = answers[:]
-            answers.clear()
-            try:
-                connection.send((batch, sender.pushback()))
-            except (OSError, EOFError, ValueError):
-                pass  # the parent is gone: nobody to answer
-        if stopping and answered == submitted:
-            all_answered.set()
 
-    reported_failures = 0
+class _Child:
+    """The delivery process's work. Its main thread only reads the pipe; everything else happens
+    on the sender's event loop thread, one wake-up per batch of requests, so the two barely
+    contend. Each batch of answers goes with the sender's pushback figures: ``(answers, Pushback)``.
+    """
 
-    def report_failures() -> None:  # on the loop thread, every second
+    def __init__(self, connection: Connection, settings: DeliverySettings) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.sender = WoopraSender(settings.retry, settings.request_timeout, settings.max_in_flight,
+                                   settings.limiter())
+        self.answers: list[tuple] = []
+        self.flush_pending = False
+        self.submitted = 0  # written by the main thread only
+        self.answered = 0  # written by the loop thread only
+        self.all_answered = threading.Event()
+        self.stopping = False
+        self.reported_failures = 0
+
+    def serve(self) -> None:
+        self.sender.call_soon_threadsafe(self.report_failures)
+        try:
+            while True:
+                try:
+                    batch = self.connection.recv()
+                except (EOFError, OSError):
+                    return  # the parent is gone: nobody to answer, stop now (its requests are cancelled)
+                if batch is None:
+                    break  # the parent asks us to stop: finish what was sent first
+                self.submitted += len(batch)
+                self.sender.submit_requests(batch, self.on_result)
+            self.stopping = True
+            self.sender.call_soon_threadsafe(self.flush)
+            self.all_answered.wait(timeout=self.settings.retry.max_retry_seconds + 60)
+        finally:
+            self.connection.close()  # the parent's reader sees EOF
+            self.sender.close()
+
+    def _send(self, message: tuple) -> None:
+        try:
+            self.connection.send(message)
+        except (OSError, EOFError, ValueError):
+            pass  # the parent is gone: nobody to answer
+
+    def flush(self) -> None:  # on the loop thread
+        self.flush_pending = False
+        if self.answers:
+            batch = self.answers[:]
+            self.answers.clear()
+            self._send((batch, self.sender.pushback()))
+        if self.stopping and self.answered == self.submitted:
+            self.all_answered.set()
+
+    def report_failures(self) -> None:  # on the loop thread, every second
         # While every request is being retried no answer comes back, and with none no figures:
         # failed attempts are reported on their own, so the parent can say what goes wrong.
-        nonlocal reported_failures
-        if not stopping:
-            sender.call_soon(report_failures, FAILURES_EVERY_SECONDS)
-        if sender.failed_attempts != reported_failures and not answers:
-            reported_failures = sender.failed_attempts
-            try:
-                connection.send(([], sender.pushback()))
-            except (OSError, EOFError, ValueError):
-                pass
+        if not self.stopping:
+            self.sender.call_soon(self.report_failures, FAILURES_EVERY_SECONDS)
+        if self.sender.failed_attempts != self.reported_failures and not self.answers:
+            self.reported_failures = self.sender.failed_attempts
+            self._send(([], self.sender.pushback()))
 
-    def on_result(request_id: int, sent: SendResult) -> None:  # on the loop thread
-        nonlocal flush_pending, answered
-        answered += 1
-        answers.append((request_id, sent.result.value, *sent[1:]))  # plain values pickle in C
-        if len(answers) >= BATCH or (stopping and answered == submitted):
-            flush()
-        elif not flush_pending:
-            flush_pending = True
-            sender.call_soon(flush, FLUSH_SECONDS)
-
-    sender.call_soon_threadsafe(report_failures)
-    try:
-        while True:
-            try:
-                batch = connection.recv()
-            except (EOFError, OSError):
-                return  # the parent is gone: nobody to answer, stop now (its requests are cancelled)
-            if batch is None:
-                break  # the parent asks us to stop: finish what was sent first
-            submitted += len(batch)
-            sender.submit_requests(batch, on_result)
-        stopping = True
-        sender.call_soon_threadsafe(flush)
-        all_answered.wait(timeout=settings.retry.max_retry_seconds + 60)
-    finally:
-        connection.close()  # the parent's reader sees EOF
-        sender.close()
+    def on_result(self, request_id: int, sent: SendResult) -> None:  # on the loop thread
+        self.answered += 1
+        self.answers.append((request_id, sent.result.value, *sent[1:]))  # plain values pickle in C
+        if len(self.answers) >= BATCH or (self.stopping and self.answered == self.submitted):
+            self.flush()
+        elif not self.flush_pending:
+            self.flush_pending = True
+            self.sender.call_soon(self.flush, FLUSH_SECONDS)
 
 
 class DeliveryProcess:

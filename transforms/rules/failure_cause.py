@@ -13,14 +13,16 @@ MAX_CAUSE_LENGTH = 120
 CAUSE_COUNTER_PREFIX = "failure_cause/"
 
 # Fragments of an error's text (lower case) and the plain cause they mean; the first that matches wins.
+# libcurl's errors (the delivery's client) end in "(curl error N)": 7 could not connect, 6 could not
+# resolve the host, 52 an empty reply.
 _CAUSES = (
-    (("connection refused", "connect call failed", "errno 111"), "connection refused by {host}"),
-    (("name or service not known", "nodename nor servname", "getaddrinfo", "temporary failure in name"),
-     "{host} not found (DNS)"),
+    (("connection refused", "connect call failed", "errno 111", "curl error 7)"), "connection refused by {host}"),
+    (("name or service not known", "nodename nor servname", "getaddrinfo", "temporary failure in name",
+      "could not resolve host", "curl error 6)"), "{host} not found (DNS)"),
     (("certificate",), "TLS certificate of {host} not trusted"),
     (("timeout", "timed out"), "no answer from {host} within --request_timeout"),
-    (("reset by peer", "disconnected", "connection closed", "broken pipe", "remote end closed"),
-     "{host} dropped the connection"),
+    (("reset by peer", "disconnected", "connection closed", "broken pipe", "remote end closed", "empty reply",
+      "curl error 52)"), "{host} dropped the connection"),
     (("network is unreachable", "no route to host"), "{host} unreachable"),
 )
 
