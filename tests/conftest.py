@@ -80,8 +80,9 @@ EMULATOR_SCRIPT = ROOT / "scripts" / "pubsub_emulator.sh"
 
 @pytest.fixture(scope="session")
 def pubsub_emulator():
-    """``host:port`` of a running Pub/Sub emulator: the one in PUBSUB_EMULATOR_HOST, or one
-    this session starts (and stops) with scripts/pubsub_emulator.sh."""
+    """``host:port`` of a running Pub/Sub emulator: the one in PUBSUB_EMULATOR_HOST, the one already
+    serving PUBSUB_PORT (8085), or one this session starts (and stops) with scripts/pubsub_emulator.sh;
+    a session stops only a server it started."""
     import socket
     import subprocess
 
@@ -96,12 +97,23 @@ def pubsub_emulator():
         yield existing
         return
     port = os.environ.get("PUBSUB_PORT", "8085")
+    host = f"127.0.0.1:{port}"
+    try:  # one already serves the port (another session's, or the developer's): use it, leave it running
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
+    except OSError:
+        pass
+    else:
+        os.environ["PUBSUB_EMULATOR_HOST"] = host
+        try:
+            yield host
+        finally:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        return
     env = dict(os.environ, PUBSUB_PORT=port)
     started = subprocess.run(["bash", str(EMULATOR_SCRIPT), "start"], env=env, capture_output=True,
                              text=True, timeout=240)
     if started.returncode != 0:
         raise RuntimeError(f"could not start the Pub/Sub emulator:\n{started.stdout}\n{started.stderr}")
-    host = f"127.0.0.1:{port}"
     os.environ["PUBSUB_EMULATOR_HOST"] = host
     try:
         yield host
