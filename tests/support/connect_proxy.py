@@ -7,38 +7,23 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from urllib.parse import urlsplit
+
+from tests.support.loopback_server import LoopbackServer
 
 LOOPBACK = ("127.0.0.1", "::1")
 
 
-class ConnectProxy:
+class ConnectProxy(LoopbackServer):
     """Accepts connections on 127.0.0.1; ``request_lines`` holds the first line of each."""
 
     def __init__(self) -> None:
         self.request_lines: list[str] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__()
+        self.url = f"http://{self.authority}"
+        self.start()
 
-    def _accept(self) -> None:
-        deadline = time.monotonic() + 20  # bounded
-        while not self.stopping.is_set() and time.monotonic() < deadline:
-            try:
-                client, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
+    def handle(self, client: socket.socket) -> None:
         with client:
             client.settimeout(5)
             head = b""
@@ -68,14 +53,6 @@ class ConnectProxy:
                 else:
                     upstream.sendall(rest)
                 _pipe_both_ways(client, upstream)
-
-    def __enter__(self) -> ConnectProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
 
 
 def _pipe_both_ways(one: socket.socket, other: socket.socket) -> None:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
-import time
 from collections.abc import Callable
+
+from tests.support.loopback_server import LoopbackServer
 
 Answer = Callable[[bytes], bytes | None]  # the request's bytes -> what to write back (None: close at once)
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """Accepts connections and answers each request with ``answer(request)``; records requests per connection."""
 
     def __init__(self, answer: Answer, close_after_answer: bool = False, host: str = "127.0.0.1",
@@ -22,29 +22,14 @@ class ScriptedServer:
         self.close_after_answer = close_after_answer
         self.tls = tls
         self.connections: list[list[bytes]] = []
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        authority = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-        self.url = f"{'https' if tls else 'http'}://{authority}"
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(host)
+        self.url = f"{'https' if tls else 'http'}://{self.authority}"
+        self.start()
 
-    def _accept(self) -> None:
-        deadline = time.monotonic() + 20  # bounded
-        while not self.stopping.is_set() and time.monotonic() < deadline:
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            requests: list[bytes] = []
-            self.connections.append(requests)
-            threading.Thread(target=self._serve, args=(conn, requests), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        requests: list[bytes] = []
+        self.connections.append(requests)
+        self._serve(conn, requests)
 
     def _serve(self, conn: socket.socket, requests: list[bytes]) -> None:
         conn.settimeout(5)
@@ -76,11 +61,3 @@ class ScriptedServer:
                     return  # the client gave up (a header too large, a timeout)
                 if self.close_after_answer:
                     return
-
-    def __enter__(self) -> ScriptedServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=5)
-        self.sock.close()
