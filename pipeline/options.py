@@ -105,16 +105,14 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
         Flag("--start", "DATE", "Send only events at or after this UTC date or date-time (ISO 8601, e.g. "
                         "2024-03-01 or 2024-03-01T12:00:00Z); the others are counted out_of_range."),
         Flag("--end", "DATE", "Send only events before this UTC date or date-time (exclusive)."),
-        Flag("--ledger", "FOLDER", "Folder (local or gs://) recording each event Woopra accepted; a rerun with the "
-                           "same folder skips them, counted skipped_ledger, and sends the others again."),
+        Flag("--ledger", "FOLDER", "Folder (local or gs://) of the events Woopra accepted: a rerun skips them "
+                           "(skipped_ledger) and sends the others."),
         Flag("--dedup_window", "SECONDS", "Streaming: drop copies of an event id seen this many seconds before "
                                   "(processing time), counted duplicate. Batch drops every later copy.", "600",
              Number(float, 0, 7 * 86_400)),
-        Flag("--identity_join", "auto|side_input|shuffle", "How calls meet their visitor's identity timeline in "
-                                                       "batch: side_input (every process holds all timelines, "
-                                                       "fastest locally) or shuffle (memory independent of the "
-                                                       "number of visitors). auto: shuffle on Dataflow and "
-                                                       "portable runners, else side_input.", "auto"),
+        Flag("--identity_join", "auto|side_input|shuffle", "Batch: side_input (each process holds every "
+                                                       "timeline) or shuffle (memory independent of visitors); "
+                                                       "auto: shuffle on distributed runners.", "auto"),
     )),
     ("Delivery", "", (
         Flag("--rate_limit", "N", "Requests per second for the whole job.", "100", Number(float, 0.001, 1_000_000)),
@@ -127,9 +125,8 @@ OPTION_GROUPS: tuple[tuple[str, str, tuple[Flag, ...]], ...] = (
                                        "job (then --rate_limit is not used)."),
         Flag("--rate_limiter_domain", "DOMAIN", "Envoy Rate Limit Service domain (descriptor woopra_project=P).",
              "woopra"),
-        Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit, each an equal share. Default: "
-                                       "the local runner's process count; on Dataflow --num_workers × vCPUs of "
-                                       "the fixed pool Dataflow needs without --rate_limiter_address.",
+        Flag("--rate_limit_processes", "N", "Worker processes sharing --rate_limit equally. Default: the local "
+                                       "runner's; on Dataflow --num_workers × vCPUs.",
              number=Number(int, 1, 100_000)),
         Flag("--delivery_process", "on|off", "on: send from a child process, on a core of its own; off: from the "
                                    "worker itself. Default: on, but off on Dataflow (one SDK process per vCPU "
