@@ -31,6 +31,7 @@ setup(
         "test": [
             "apache-beam[gcp,test]>=2.78.0,<3",
             "pytest>=9.2.0",
+            "pytest-xdist>=3.8.0",  # scripts/test.sh runs the suite on two workers (-n 2)
             "hypothesis>=6.148.3",  # property-based tests: any input ends as one outcome
             "ruff>=0.17.6",
             "mypy>=2.4.1",

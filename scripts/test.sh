@@ -69,8 +69,11 @@ echo "pubsub backend: $backend on $PUBSUB_EMULATOR_HOST ($EMULATOR_PACKAGE $vers
 
 # A skipped test fails the run (tests/conftest.py); pytest's exit 5 means it collected no test.
 set +e
-# --durations: the 25 slowest tests, so a slow suite says where its time goes.
-WOOPRA_FAIL_ON_SKIP=1 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=25 "$@"
+# --durations: the 25 slowest tests, so a slow suite says where its time goes. Two workers
+# (pytest-xdist; PYTEST_WORKERS=0 runs in this one process), each taking whole files: most tests
+# wait on a child process, a server or a socket, so two share two cores well (about half the time).
+WOOPRA_FAIL_ON_SKIP=1 "$PY" -m pytest -q -p no:cacheprovider -rs --durations=25 \
+  -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
 status=$?
 set -e
 [[ $status -ne 5 ]] || die "pytest collected no tests"
